@@ -1,0 +1,45 @@
+# jointlab: `make demo` runs the main job, `make test` runs the checks, `make lab` opens the notebooks.
+# Each target creates the virtual environment under .venv on first use (pip install -e '.[dev]').
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= runs/demo
+
+.PHONY: help venv data lint test demo lab bench clean
+
+help:
+	@echo "make demo   train a small model on the embedded Fashion-MNIST, attack it, write figures to $(OUT)"
+	@echo "make test   lint (ruff) + unit tests (pytest)"
+	@echo "make lab    open JupyterLab on notebooks/"
+	@echo "make bench  time attack steps against a bare forward/backward (bench/README.md)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+data: venv
+	$(BIN)/python -m jointlab.data prepare fashion-mnist
+
+lint: venv
+	$(BIN)/ruff check jointlab tests bench
+
+test: lint data
+	$(BIN)/python -m pytest
+
+demo: data
+	$(BIN)/python -m jointlab demo --out $(OUT)
+
+lab: data
+	$(BIN)/jupyter lab notebooks/
+
+bench: data
+	$(BIN)/python bench/attacks.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

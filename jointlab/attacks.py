@@ -1,0 +1,254 @@
+"""Adversarial attacks: PGD (Eq. 3), the spatial attack (Alg. 1), the double-pass joint attack
+(Alg. 2) and the Table 2 baselines (one-pass, cascade), all as one loop over threat models.
+
+Every attack takes `(model, x, y, ...)` with x a batch (N, C, H, W) in [-1, 1] and y integer
+labels (N,), and returns an `AttackResult` with `x_adv`, `delta` (pixel part, [-1, 1] units, or
+None) and `flow` (flow part in pixels, (N, 2, H, W), or None). Budgets are in the paper's units:
+ε_x and pixel steps in 0–255 levels, ε_ω and flow steps in pixels.
+
+Common keywords:
+    random_start: start from a random point in each threat model's set (default True; FGSM False).
+    targeted: if True, `y` holds target labels and the attack *descends* the loss on them.
+    loss: "ce" (cross-entropy, the paper's) or "cw" (margin loss, for strong evaluation).
+
+Attacks put the model in eval mode and restore every submodule's mode afterwards, differentiate
+with respect to the perturbation only (parameter `.grad`s are never touched), run on the device
+and dtype of `x`, and respect their budgets exactly: ‖δ‖∞ ≤ ε_x, ‖ω‖_{2,∞} ≤ ε_ω, x_adv ∈ [-1, 1].
+
+Example:
+    >>> res = joint(model, x, y, eps_x=8, eps_w=0.3, steps=20)
+    >>> (model(res.x_adv).argmax(1) == y).float().mean()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .losses import ATTACK_LOSSES
+from .threats import FlowBall, PixelBall
+from .warp import warp
+
+__all__ = [
+    "AttackResult",
+    "compose",
+    "attack",
+    "fgsm",
+    "pgd",
+    "spatial",
+    "joint",
+    "one_pass",
+    "cascade",
+    "SCHEDULES",
+]
+
+# A schedule lists the passes of one attack step; each pass is one forward/backward that updates
+# the named variables. This is the only thing that differs between the attacks of the paper.
+SCHEDULES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "pixel": (("delta",),),  # PGD, Eq. 3
+    "spatial": (("flow",),),  # Alg. 1
+    "sp": (("flow",), ("delta",)),  # Alg. 2, double pass, spatial first
+    "ps": (("delta",), ("flow",)),  # Alg. 2 with the passes swapped (Table 3)
+    "one_pass": (("flow", "delta"),),  # Table 2 baseline: both from one gradient
+}
+
+_VALUE_TOLERANCE = 1e-5  # images may leave [-1, 1] by rounding from a conversion, not more
+
+
+@dataclass
+class AttackResult:
+    """Output of an attack: x_adv = clip(T(x, flow) + delta), with `None` for an unused part."""
+
+    x_adv: Tensor
+    delta: Tensor | None
+    flow: Tensor | None
+
+
+def compose(x: Tensor, flow: Tensor | None = None, delta: Tensor | None = None) -> Tensor:
+    """Eq. 10: x̄ = clip_[-1, 1](T(x, ω) + δ), either part optional."""
+    base = x if flow is None else warp(x, flow)
+    return base if delta is None else (base + delta).clamp(-1.0, 1.0)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module):
+    """Put every submodule in eval mode; restore each one's own mode afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _check_inputs(model, x, y, steps, loss) -> tuple[Tensor, Tensor]:
+    if not callable(model):
+        raise ValueError(f"model must be a torch.nn.Module (or callable); got {type(model).__name__}")
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x must be a tensor of shape (N, C, H, W); got {shape}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor with values in [-1, 1]; got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x must be finite; it contains NaN or infinite values")
+    if x.numel() and (x.min() < -1 - _VALUE_TOLERANCE or x.max() > 1 + _VALUE_TOLERANCE):
+        raise ValueError(
+            f"x must have values in [-1, 1] (jointlab's image range); got min {x.min().item():.4g}, "
+            f"max {x.max().item():.4g}. Scale [0, 1] images with x * 2 - 1."
+        )
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.is_floating_point() or y.is_complex():
+        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise ValueError(f"y must be a 1-D integer tensor of labels, shape (N,); got {shape}")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"y must have one label per image: x has {x.shape[0]}, y has {y.shape[0]}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
+    if loss not in ATTACK_LOSSES:
+        raise ValueError(f"loss must be one of {sorted(ATTACK_LOSSES)}; got {loss!r}")
+    return x.detach().clamp(-1.0, 1.0), y.to(device=x.device, dtype=torch.long)
+
+
+def attack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    threats: Sequence[PixelBall | FlowBall],
+    schedule: Sequence[Sequence[str]],
+    steps: int,
+    *,
+    random_start: bool = True,
+    targeted: bool = False,
+    loss: str = "ce",
+) -> AttackResult:
+    """The one attack loop: `steps` times, run each pass of `schedule` (a forward/backward that
+    updates the named threat variables by `step` then `project`). The pixel ball is centred on
+    the current warped image T(x, ω), as in Eq. 10: when ω moves, δ is projected again.
+
+    Example (Alg. 2 by hand): `attack(model, x, y, [FlowBall(0.3, 0.15), PixelBall(8, 2)],
+    SCHEDULES["sp"], steps=20)`.
+    """
+    x, y = _check_inputs(model, x, y, steps, loss)
+    balls = {t.name: t for t in threats}
+    if len(balls) != len(threats) or not balls:
+        raise ValueError(f"threats must hold one PixelBall and/or one FlowBall; got {threats!r}")
+    for p in schedule:
+        if not p or any(name not in balls for name in p):
+            raise ValueError(f"schedule passes must name threats among {sorted(balls)}; got {p!r}")
+    loss_fn = ATTACK_LOSSES[loss]
+    sign = -1.0 if targeted else 1.0  # targeted attacks descend the loss on the target label
+    flow_ball, pixel_ball = balls.get("flow"), balls.get("delta")
+
+    with _eval_mode(model), torch.enable_grad():
+        var: dict[str, Tensor] = {}
+        base = x  # T(x, ω) for the current ω, detached; the centre of the pixel ball
+        if flow_ball is not None:
+            var["flow"] = flow_ball.random_init(x) if random_start else flow_ball.zeros(x)
+            with torch.no_grad():
+                base = warp(x, var["flow"])
+        if pixel_ball is not None:
+            var["delta"] = pixel_ball.random_init(base) if random_start else pixel_ball.zeros(x)
+
+        for _ in range(steps):
+            for names in schedule:
+                for name in names:
+                    var[name].requires_grad_(True)
+                # δ is kept inside S_x around the current T(x, ω), so x̄ needs no clipping here
+                # and no pixel at the [-1, 1] edge loses its gradient to a clip
+                x_bar = warp(x, var["flow"]) if "flow" in names else base
+                if "delta" in var:
+                    x_bar = x_bar + var["delta"]
+                objective = sign * loss_fn(model(x_bar), y)
+                grads = dict(zip(names, torch.autograd.grad(objective, [var[n] for n in names]), strict=True))
+                with torch.no_grad():
+                    for name in names:
+                        var[name] = var[name].detach()
+                    if "flow" in grads:
+                        var["flow"] = flow_ball.project(flow_ball.step(var["flow"], grads["flow"]))
+                        base = warp(x, var["flow"])
+                        if pixel_ball is not None:  # the centre of the pixel ball moved
+                            var["delta"] = pixel_ball.project(var["delta"], base)
+                    if "delta" in grads:
+                        stepped = pixel_ball.step(var["delta"], grads["delta"])
+                        var["delta"] = pixel_ball.project(stepped, base)
+
+    with torch.no_grad():
+        x_adv = compose(x, var.get("flow"), var.get("delta"))
+    return AttackResult(x_adv=x_adv, delta=var.get("delta"), flow=var.get("flow"))
+
+
+def fgsm(model, x, y, eps_x: float = 8, *, random_start=False, targeted=False, loss="ce"):
+    """Fast gradient sign method (Goodfellow et al. 2015): one ℓ∞ step of size ε_x from x.
+
+    Args: eps_x in 0–255 levels (paper: 8). Returns an AttackResult with `flow=None`.
+    """
+    return attack(model, x, y, [PixelBall(eps_x, eps_x)], SCHEDULES["pixel"], 1,
+                  random_start=random_start, targeted=targeted, loss=loss)
+
+
+def pgd(model, x, y, eps_x: float = 8, step_x: float = 2, steps: int = 20, *,
+        random_start=True, targeted=False, loss="ce"):
+    """Eq. 3, projected gradient descent in the ℓ∞ pixel ball (Madry et al. 2018).
+
+    x ← P_{S_x}(x + β · sign(∇_x L)), S_x = {‖x̄ − x‖∞ ≤ ε_x} ∩ [-1, 1]^n.
+    Args: eps_x, step_x (β) in 0–255 levels (paper: 8 and 2), steps (paper: 20 or 100).
+    Example: `pgd(model, x, y, eps_x=8, step_x=2, steps=20).x_adv`
+    """
+    return attack(model, x, y, [PixelBall(eps_x, step_x)], SCHEDULES["pixel"], steps,
+                  random_start=random_start, targeted=targeted, loss=loss)
+
+
+def spatial(model, x, y, eps_w: float = 0.3, step_w: float = 0.15, steps: int = 20, *,
+            random_start=True, targeted=False, loss="ce"):
+    """Alg. 1, the budgeted flow-field attack by the generalized gradient sign method.
+
+    ω ← P_{S_ω}(ω + α · sign→(∇_ω L(T(x, ω), y))) with S_ω = {‖ω‖_{2,∞} ≤ ε_ω}. The flow is
+    accumulated and always applied to the original x (warping a warped image would blur it).
+    Args: eps_w, step_w (α) in pixels (paper: 0.3 and 0.15), steps (paper: 20).
+    Example: `spatial(model, x, y, eps_w=0.3).flow`
+    """
+    return attack(model, x, y, [FlowBall(eps_w, step_w)], SCHEDULES["spatial"], steps,
+                  random_start=random_start, targeted=targeted, loss=loss)
+
+
+def _check_order(order):
+    if order not in ("sp", "ps"):
+        raise ValueError(f"order must be 'sp' (spatial pass first) or 'ps'; got {order!r}")
+    return order
+
+
+def joint(model, x, y, eps_x: float = 8, eps_w: float = 0.3, step_x: float = 2,
+          step_w: float = 0.15, steps: int = 20, order: str = "sp", *,
+          random_start=True, targeted=False, loss="ce"):
+    """Alg. 2, the double-pass joint attack on x̄ = T(x, ω) + δ (Eq. 10).
+
+    Each step makes two forward/backward passes: one updates ω with the vector sign and projects,
+    the next (with the new ω) updates δ with the sign and projects; `order="ps"` swaps them.
+    Args: eps_x, step_x in 0–255 levels (8, 2); eps_w, step_w in pixels (0.3, 0.15); steps (20).
+    Example: `joint(model, x, y, order="sp").x_adv`
+    """
+    return attack(model, x, y, [FlowBall(eps_w, step_w), PixelBall(eps_x, step_x)],
+                  SCHEDULES[_check_order(order)], steps,
+                  random_start=random_start, targeted=targeted, loss=loss)
+
+
+def one_pass(model, x, y, eps_x: float = 8, eps_w: float = 0.3, step_x: float = 2,
+             step_w: float = 0.15, steps: int = 20, *, random_start=True, targeted=False, loss="ce"):
+    """Table 2 baseline: one forward/backward per step updates ω and δ from the same gradient."""
+    return attack(model, x, y, [FlowBall(eps_w, step_w), PixelBall(eps_x, step_x)],
+                  SCHEDULES["one_pass"], steps,
+                  random_start=random_start, targeted=targeted, loss=loss)
+
+
+def cascade(model, x, y, eps_x: float = 8, eps_w: float = 0.3, step_x: float = 2,
+            step_w: float = 0.15, steps: int = 20, *, random_start=True, targeted=False, loss="ce"):
+    """Table 2 baseline: a full spatial attack, then a full PGD attack on its output (two
+    isolated modules, `steps` each); δ is centred on the warped image T(x, ω)."""
+    kw = dict(random_start=random_start, targeted=targeted, loss=loss)
+    first = spatial(model, x, y, eps_w, step_w, steps, **kw)
+    second = pgd(model, first.x_adv, y, eps_x, step_x, steps, **kw)
+    return AttackResult(x_adv=second.x_adv, delta=second.delta, flow=first.flow)

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny untrained models for property tests and one small Fashion-MNIST model,
+trained once and cached in pytest's cache folder (delete .pytest_cache to retrain)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+from jointlab.data import load_dataset, make_loader
+from jointlab.models import wrn
+from jointlab.train import fit
+
+TRAINED = dict(arch=(10, 2), train_limit=4000, epochs=3, lr=0.1, seed=0, torch=torch.__version__)
+
+
+@pytest.fixture
+def tiny_model():
+    """An untrained WRN-10-1 on 1-channel images, with BatchNorm statistics from one pass."""
+    torch.manual_seed(0)
+    model = wrn(10, 1, num_classes=10, in_channels=1)
+    with torch.no_grad():
+        model.train()(torch.rand(16, 1, 12, 12) * 2 - 1)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def fmnist_test_batch():
+    return load_dataset("fashion-mnist", "test", limit=256, seed=1).batch()
+
+
+@pytest.fixture(scope="session")
+def trained_model(request):
+    """WRN-10-2 naturally trained for 3 epochs on 4000 Fashion-MNIST images (~20 s on 2 cores)."""
+    key = hashlib.sha1(json.dumps(TRAINED, sort_keys=True).encode()).hexdigest()[:12]
+    path = request.config.cache.mkdir("jointlab-models") / f"wrn-fmnist-{key}.pt"
+    model = wrn(*TRAINED["arch"], num_classes=10, in_channels=1)
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+    else:
+        torch.manual_seed(TRAINED["seed"])
+        train = load_dataset("fashion-mnist", "train", limit=TRAINED["train_limit"])
+        loader = make_loader(train, 128, shuffle=True, seed=TRAINED["seed"])
+        fit(model, loader, epochs=TRAINED["epochs"], lr=TRAINED["lr"], progress=False)
+        torch.save(model.state_dict(), path)
+    return model.eval()
