@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["cross_entropy", "margin_loss", "ATTACK_LOSSES"]
+__all__ = ["cross_entropy", "margin_loss", "ATTACK_LOSSES", "random_wrong_labels", "smooth_labels",
+           "bilateral_labels", "soft_cross_entropy"]
 
 
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
@@ -30,3 +31,46 @@ def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
 
 
 ATTACK_LOSSES = {"ce": cross_entropy, "cw": margin_loss}
+
+
+# --------------------------------------------------------------------------- training targets
+
+
+def random_wrong_labels(y: Tensor, num_classes: int, generator: torch.Generator | None = None) -> Tensor:
+    """Alg. 3: ŷ uniform over the classes other than y (the targets of the training attack)."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2 to draw a wrong label; got {num_classes}")
+    shift = torch.randint(1, num_classes, y.shape, device=y.device, generator=generator)
+    return (y + shift) % num_classes
+
+
+def smooth_labels(y: Tensor, num_classes: int, delta: float = 0.5) -> Tensor:
+    """Label smoothing of the authors' Feature Scattering code: 1 − δ on the true class and
+    δ / (C − 1) on every other class (not torch's ε/C-to-all variant)."""
+    if not 0 <= delta < 1:
+        raise ValueError(f"delta must be in [0, 1); got {delta}")
+    target = torch.full((len(y), num_classes), delta / (num_classes - 1), device=y.device)
+    return target.scatter_(1, y[:, None], 1.0 - delta)
+
+
+def bilateral_labels(logits: Tensor, y: Tensor, gamma: float = 0.01, multi: float = 9.0) -> Tensor:
+    """Bilateral AT's adversarial labels (Wang & Zhang 2019, TF `adv_labels`), computed from the
+    clean logits: with L_k = −log p_k, m and M the min and max of L_k over wrong classes,
+    D = Σ_{k≠y}(L_k − m + γ) and δ = 1 / (1 + multi · (M − m + γ) / D), a wrong class gets
+    δ · (L_k − m + γ) / D and the true class 1 − δ."""
+    with torch.no_grad():
+        nll = -torch.log_softmax(logits.float(), dim=1)
+        wrong = torch.ones_like(nll, dtype=torch.bool).scatter_(1, y[:, None], False)
+        inf = torch.finfo(nll.dtype).max
+        m = nll.masked_fill(~wrong, inf).amin(1, keepdim=True)
+        big = nll.masked_fill(~wrong, -inf).amax(1, keepdim=True)
+        shifted = (nll - m + gamma) * wrong
+        d = shifted.sum(1, keepdim=True)
+        delta = 1.0 / (1.0 + multi * (big - m + gamma) / d)
+        target = delta * shifted / d
+        return target.scatter_(1, y[:, None], 1.0 - delta)
+
+
+def soft_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Mean over the batch of −Σ_k target_k log softmax(z)_k, for smoothed labels."""
+    return -(target * torch.log_softmax(logits.float(), dim=1)).sum(1).mean()

@@ -1,0 +1,109 @@
+"""Pictures: images in [-1, 1], flow fields as colour (Fig. 4) and arrows, accuracy curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.utils import flow_to_image
+
+__all__ = ["to_numpy_image", "flow_to_rgb", "amplify", "plot_image_grid", "plot_flow_arrows",
+           "plot_curves"]
+
+
+def to_numpy_image(x: Tensor) -> np.ndarray:
+    """(C, H, W) in [-1, 1] -> (H, W) or (H, W, 3) array in [0, 1] for imshow; uint8 passes through."""
+    x = x.detach().cpu()
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    else:
+        x = (x.float().clamp(-1, 1) + 1) / 2
+    return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
+
+
+def flow_to_rgb(flow: Tensor, scale: float | None = None) -> Tensor:
+    """Flow (N, 2, H, W) in pixels -> uint8 colour images (N, 3, H, W), Middlebury colour wheel:
+    hue is the direction, saturation the length. With `scale`, a vector of that length (e.g. ε_ω)
+    is fully saturated in every image; without it, the longest vector in the batch is."""
+    flow = flow.detach().float().cpu()
+    if scale is None:
+        return flow_to_image(flow)
+    # flow_to_image normalizes by the batch maximum: add one reference vector of length `scale`
+    n, _, h, w = flow.shape
+    ref = torch.zeros(n, 2, h, 1)
+    ref[:, 0, 0, 0] = scale
+    clipped = flow * (scale / flow.norm(dim=1, keepdim=True).clamp_min(scale))
+    return flow_to_image(torch.cat([clipped, ref], dim=3))[..., :w]
+
+
+def amplify(delta: Tensor, eps_levels: float) -> Tensor:
+    """Map a pixel perturbation with ‖δ‖∞ ≤ ε_x (levels) to [-1, 1] for display (grey = 0)."""
+    return (delta / (eps_levels * 2 / 255)).clamp(-1, 1) if eps_levels > 0 else torch.zeros_like(delta)
+
+
+def plot_image_grid(columns: Mapping[str, Tensor], captions: Mapping[str, Sequence[str]] | None = None,
+                    *, size: float = 1.6, title: str | None = None):
+    """One column per entry (a batch of [-1, 1] images or uint8 colour images), one row per sample."""
+    names = list(columns)
+    n = len(next(iter(columns.values())))
+    fig, axes = plt.subplots(n, len(names), figsize=(size * len(names), size * n + 0.4), squeeze=False)
+    for j, name in enumerate(names):
+        for i in range(n):
+            ax = axes[i, j]
+            img = to_numpy_image(columns[name][i])
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+            if captions and name in captions:
+                ax.set_xlabel(captions[name][i], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_flow_arrows(ax, flow: Tensor, image: Tensor | None = None, stride: int = 2, scale: float = 1.0):
+    """Draw one flow field (2, H, W) as arrows (every `stride` pixels, lengths × `scale`) over an image."""
+    flow = flow.detach().float().cpu()
+    _, h, w = flow.shape
+    if image is not None:
+        img = to_numpy_image(image)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, alpha=0.6)
+    rows, cols = np.mgrid[0:h:stride, 0:w:stride]
+    u, v = flow[0, ::stride, ::stride].numpy(), flow[1, ::stride, ::stride].numpy()
+    # image axes point down: an arrow shows where each pixel samples from (u right, v down)
+    ax.quiver(cols, rows, u * scale, v * scale, angles="xy", scale_units="xy", scale=1, color="tab:red",
+              width=0.006)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def plot_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xlabel: str,
+                ylabel: str = "accuracy (%)", title: str | None = None,
+                vlines: Mapping[str, float] | None = None, ax=None):
+    """Accuracy curves (one line per entry); `vlines` adds dashed vertical lines (training budgets)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    for label, ys in curves.items():
+        ax.plot(x, ys, marker="o", markersize=3, label=label)
+    for label, v in (vlines or {}).items():
+        ax.axvline(v, linestyle="--", color="gray", linewidth=1)
+        ax.annotate(label, (v, 0.98), xycoords=("data", "axes fraction"), fontsize=7, rotation=90,
+                    va="top", ha="right", color="gray")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
