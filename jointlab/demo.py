@@ -7,7 +7,6 @@ the paper, and write the table and figures (Figs. 1, 3, 4 in the quick profile).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import matplotlib
@@ -16,96 +15,56 @@ matplotlib.use("Agg")  # files only: the demo runs headless
 
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from . import attacks as A  # noqa: E402
-from .data import load_dataset, make_loader  # noqa: E402
-from .evaluate import predict, robust_accuracy  # noqa: E402
-from .models import build_model  # noqa: E402
-from .train import fit  # noqa: E402
+from .data import load_dataset  # noqa: E402
+from .evaluate import attack_suite, evaluate, markdown_table, predict, sweep  # noqa: E402
+from .train import TrainConfig, load_or_train  # noqa: E402
 from .viz import amplify, flow_to_rgb, plot_curves, plot_flow_arrows, plot_image_grid  # noqa: E402
 from .warp import warp  # noqa: E402
 
 
-def _model(out: Path, cfg: dict, device: torch.device, progress: bool):
-    """Load the cached model for an identical config, else train and cache it."""
-    spec = load_dataset(cfg["dataset"], "test", limit=1).spec
-    model = build_model(cfg["arch"], spec.num_classes, spec.channels)
-    ckpt, cfg_file = out / "model.pt", out / "model.json"
-    if ckpt.exists() and cfg_file.exists() and json.loads(cfg_file.read_text()) == cfg:
-        model.load_state_dict(torch.load(ckpt, weights_only=True, map_location="cpu"))
-        print(f"loaded cached model {ckpt}")
-        return model.to(device).eval()
-    torch.manual_seed(cfg["seed"])
-    train = load_dataset(cfg["dataset"], "train", limit=cfg["train_limit"], seed=cfg["seed"])
-    print(f"training {cfg['arch']} on {len(train)} {cfg['dataset']} images for {cfg['epochs']} epochs")
-    t = time.time()
-    history = fit(model, make_loader(train, cfg["batch_size"], shuffle=True, seed=cfg["seed"]),
-                  epochs=cfg["epochs"], lr=cfg["lr"], device=device, progress=progress)
-    print(f"  trained in {time.time() - t:.0f} s, last epoch: loss {history[-1]['loss']:.3f}, "
-          f"train accuracy {100 * history[-1]['acc']:.1f} %")
-    torch.save(model.state_dict(), ckpt)
-    cfg_file.write_text(json.dumps(cfg, indent=2))
-    return model.eval()
-
-
-def paper_suite(eps_w: float) -> dict[str, tuple]:
-    """The test-time attacks of the paper (§6) plus margin-loss versions: name -> (attack, kwargs)."""
-    sw = dict(eps_w=eps_w, step_w=eps_w / 2, steps=20)
-    both = dict(eps_x=8, step_x=2, **sw)
-    return {
-        "Pristine": (None, {}),
-        "FGSM": (A.fgsm, dict(eps_x=8)),
-        "PGD20": (A.pgd, dict(eps_x=8, step_x=2, steps=20)),
-        "Spatial": (A.spatial, sw),
-        "Joint-SP": (A.joint, both),
-        "Joint-PS": (A.joint, dict(order="ps", **both)),
-        "One-pass": (A.one_pass, both),
-        "Cascade": (A.cascade, both),
-        "PGD20-CW": (A.pgd, dict(eps_x=8, step_x=2, steps=20, loss="cw")),
-        "Spatial-CW": (A.spatial, dict(loss="cw", **sw)),
-        "Joint-CW": (A.joint, dict(loss="cw", **both)),
-    }
-
-
 def run_demo(out: str | Path = "runs/demo", *, dataset: str = "fashion-mnist", arch: str = "wrn-10-2",
              train_limit: int = 6000, test_limit: int = 300, sweep_limit: int = 200, epochs: int = 3,
-             batch_size: int = 128, lr: float = 0.1, seed: int = 0, device: str | None = None,
+             seed: int = 0, device: str | None = None, cache: str | Path = "runs/cache",
              progress: bool = True) -> dict:
+    """Train (or load from `cache`) a natural model, attack it, write table, JSON and figures."""
     out = Path(out)
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    cfg = dict(dataset=dataset, arch=arch, train_limit=train_limit, epochs=epochs,
-               batch_size=batch_size, lr=lr, seed=seed)
-    model = _model(out, cfg, dev, progress)
+    cfg = TrainConfig(method="natural", dataset=dataset, arch=arch, epochs=epochs, limit=train_limit,
+                      seed=seed, eval_limit=0)
+    trained = load_or_train(cfg, cache, device=device, progress=progress)
+    model = trained.model
+    print(f"model: {trained.checkpoint} (last epoch: loss {trained.history[-1]['loss']:.3f}, "
+          f"train accuracy {100 * trained.history[-1]['train_acc']:.1f} %)")
     test = load_dataset(dataset, "test", limit=test_limit, seed=seed + 1)
     spec = test.spec
     x, y = test.batch()
     eps_w = spec.eps_w
 
-    # Table 1 layout for one (naturally trained) model
+    # Table 1 layout (plus the baselines of Table 2 and margin-loss columns) for one natural model
     torch.manual_seed(seed)
-    table = {}
-    for name, (attack, kw) in tqdm(paper_suite(eps_w).items(), desc="attacks", disable=not progress):
-        table[name] = 100 * robust_accuracy(model, x, y, attack, **kw)
-    header = "| model | " + " | ".join(table) + " |"
-    rule = "|---" * (len(table) + 1) + "|"
-    row = f"| natural {arch} | " + " | ".join(f"{v:.1f}" for v in table.values()) + " |"
-    md = (f"Accuracy (%) on {len(x)} {dataset} test images; eps_x = 8, eps_w = {eps_w}, "
-          f"20 steps (pixel step 2, flow step {eps_w / 2:g}).\n\n{header}\n{rule}\n{row}\n")
+    suite = attack_suite("quick", eps_x=8, eps_w=eps_w)
+    both = dict(eps_x=8, step_x=2, eps_w=eps_w, step_w=eps_w / 2, steps=20)
+    suite |= {"One-pass": (A.one_pass, both), "Cascade": (A.cascade, both)}
+    table = evaluate(model, (x, y), suite, progress=progress)
+    md = markdown_table({f"natural {arch}": table}, caption=(
+        f"Accuracy (%) on {len(x)} {dataset} test images; eps_x = 8, eps_w = {eps_w}, "
+        f"20 steps (pixel step 2, flow step {eps_w / 2:g}), random start (FGSM: none)."))
     (out / "table.md").write_text(md)
     print("\n" + md)
 
     # Fig. 1a: accuracy vs eps_w for several step counts; Fig. 3: accuracy vs eps_x (PGD20)
-    xs, ys = x[:sweep_limit], y[:sweep_limit]
+    data = (x[:sweep_limit], y[:sweep_limit])
     eps_ws = [0.0, 0.1, 0.2, eps_w, 0.4, 0.6]
-    curves_w = {f"{k} step{'s' if k > 1 else ''}": [100 * robust_accuracy(
-        model, xs, ys, A.spatial, eps_w=e, step_w=max(e, 1e-12) / 2 if k > 1 else e, steps=k)
-        for e in eps_ws] for k in tqdm((1, 5, 20), desc="eps_w sweep", disable=not progress)}
+    curves_w = {}
+    for k in (1, 5, 20):  # one step goes the whole budget; more steps take half of it each
+        step_w = (lambda e: e) if k == 1 else (lambda e: e / 2)
+        curves_w[f"{k} step{'s' if k > 1 else ''}"] = sweep(
+            model, data, A.spatial, "eps_w", eps_ws, steps=k, step_w=step_w, progress=progress)
     eps_xs = [0, 1, 2, 4, 8, 12, 16]
-    curve_x = [100 * robust_accuracy(model, xs, ys, A.pgd, eps_x=e, step_x=e / 4, steps=20)
-               for e in tqdm(eps_xs, desc="eps_x sweep", disable=not progress)]
+    curve_x = sweep(model, data, A.pgd, "eps_x", eps_xs, steps=20, step_x=lambda e: e / 4, progress=progress)
     fig = plot_curves(eps_ws, curves_w, xlabel="test flow budget ε_ω (pixels)",
                       title=f"Fig. 1a: spatial attack vs ε_ω ({arch}, natural)",
                       vlines={"paper ε_ω (1% of side)": eps_w})
@@ -122,7 +81,7 @@ def run_demo(out: str | Path = "runs/demo", *, dataset: str = "fashion-mnist", a
     rising = [0.0, 0.2, 0.4, 0.6, 1.0, 1.5]
     cols, caps = {}, {}
     for e in rising:
-        res = A.spatial(model, x[:k], y[:k], eps_w=e, step_w=max(e, 1e-12) / 2, steps=20)
+        res = A.spatial(model, x[:k], y[:k], eps_w=e, step_w=e / 2, steps=20)
         cols[f"ε_ω={e:g}"] = res.x_adv
         caps[f"ε_ω={e:g}"] = labels(res.x_adv)
     fig = plot_image_grid(cols, caps, title="Fig. 1b: spatially attacked images at rising ε_ω")
@@ -154,7 +113,7 @@ def run_demo(out: str | Path = "runs/demo", *, dataset: str = "fashion-mnist", a
     fig.savefig(figs / "joint_attack.png", dpi=120)
     plt.close("all")
 
-    results = {"config": cfg, "test_images": len(x), "eps_w": eps_w, "table": table,
+    results = {"config": cfg.resolved().to_dict(), "test_images": len(x), "eps_w": eps_w, "table": table,
                "sweep_eps_w": {"eps_w": eps_ws, **curves_w},
                "sweep_eps_x": {"eps_x": eps_xs, "pgd20": curve_x}}
     (out / "results.json").write_text(json.dumps(results, indent=2))

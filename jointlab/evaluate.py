@@ -1,22 +1,60 @@
-"""Accuracy under attack, batched, for tensors already in memory."""
+"""Robustness evaluation: the paper's attack suite (Table 1 columns plus margin-loss versions),
+budget sweeps (Figs. 1a and 3), black-box transfer (Table 5), and tables as JSON and Markdown.
+
+Data is either a pair of tensors (x, y) or an iterable of (x, y) batches such as a DataLoader.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import attacks as A
 from .attacks import _eval_mode
 
-__all__ = ["predict", "accuracy", "robust_accuracy"]
+__all__ = ["predict", "accuracy", "robust_accuracy", "attack_suite", "SUITES", "evaluate", "transfer",
+           "sweep", "markdown_table", "PAPER_TABLE1"]
+
+SUITES = ("paper", "quick")
+
+# The paper's Table 1 (CIFAR-10, accuracy %): Pristine / FGSM / PGD20 / Spatial / Joint
+PAPER_TABLE1 = {
+    "natural": (95.6, 36.9, 0.0, 0.1, 0.0),
+    "madry": (85.7, 54.9, 44.9, 45.6, 11.6),
+    "spatial-multi": (91.0, 57.0, 18.7, 70.8, 13.4),
+    "joint-multi": (76.4, 55.8, 50.4, 60.2, 29.6),
+    "bilateral": (91.1, 90.5, 58.4, 53.7, 35.8),
+    "spatial": (94.1, 73.2, 35.8, 65.7, 30.5),
+    "joint": (92.1, 88.7, 64.0, 68.0, 53.1),
+    "cascade": (92.3, 92.2, 48.7, 49.4, 31.8),
+    "one-pass": (91.8, 95.5, 32.6, 44.9, 23.8),
+}
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _batches(data, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
+        x, y = data
+        return ((x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size))
+    return data
+
+
+def _num_batches(data, batch_size: int) -> int | None:
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
+        return -(-len(data[0]) // batch_size)
+    return len(data) if hasattr(data, "__len__") else None
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Predicted labels of x in eval mode (the caller's mode is restored)."""
-    device = next(model.parameters()).device
+    """Predicted labels of x (on the CPU), in eval mode; the caller's mode is restored."""
+    device = _device_of(model)
     with _eval_mode(model):
         return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
                           for i in range(0, len(x), batch_size)])
@@ -28,15 +66,90 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> f
 
 
 def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, attack: Callable | None = None, *,
-                    batch_size: int = 256, progress: bool = False, desc: str = "attack",
-                    **attack_kwargs) -> float:
+                    batch_size: int = 256, **attack_kwargs) -> float:
     """Accuracy on attack(model, x, y, **attack_kwargs).x_adv, batch by batch (clean if None)."""
-    if attack is None:
-        return accuracy(model, x, y, batch_size)
-    device = next(model.parameters()).device
-    correct = 0
-    for i in tqdm(range(0, len(x), batch_size), desc=desc, leave=False, disable=not progress):
-        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        x_adv = attack(model, xb, yb, **attack_kwargs).x_adv
-        correct += (predict(model, x_adv, batch_size) == yb.cpu()).sum().item()
-    return correct / max(len(x), 1)
+    return evaluate(model, (x, y), {"acc": (attack, attack_kwargs)}, batch_size=batch_size,
+                    progress=False)["acc"] / 100
+
+
+def attack_suite(name: str = "paper", eps_x: float = 8, eps_w: float = 0.3, steps: int = 20) -> dict:
+    """The test-time attacks of the paper (§6): name -> (attack, kwargs).
+
+    Untargeted with random start (FGSM: none), pixel step 2, flow step ε_ω / 2 (0.15 for 0.3),
+    `steps` steps; "-CW" columns use the margin loss, which one-step label-smoothed models cannot
+    mask. "paper" adds PGD100; "quick" leaves it out.
+    """
+    if name not in SUITES:
+        raise ValueError(f"suite must be one of {SUITES}; got {name!r}")
+    sw = dict(eps_w=eps_w, step_w=eps_w / 2, steps=steps)
+    px = dict(eps_x=eps_x, step_x=2, steps=steps)
+    both = px | sw
+    suite = {
+        "Pristine": (None, {}),
+        "FGSM": (A.fgsm, dict(eps_x=eps_x)),
+        f"PGD{steps}": (A.pgd, px),
+        "PGD100": (A.pgd, px | dict(steps=100)),
+        "Spatial": (A.spatial, sw),
+        "Joint-SP": (A.joint, both),
+        "Joint-PS": (A.joint, both | dict(order="ps")),
+        f"PGD{steps}-CW": (A.pgd, px | dict(loss="cw")),
+        "Spatial-CW": (A.spatial, sw | dict(loss="cw")),
+        "Joint-CW": (A.joint, both | dict(loss="cw")),
+    }
+    if name == "quick" or steps == 100:
+        suite.pop("PGD100")
+    return suite
+
+
+def evaluate(model: nn.Module, data, suite: str | dict = "paper", *, eps_x: float = 8, eps_w: float = 0.3,
+             steps: int = 20, batch_size: int = 256, progress: bool = True,
+             source: nn.Module | None = None) -> dict[str, float]:
+    """Accuracy (%) of `model` under every attack of `suite` (a name or a dict from `attack_suite`).
+
+    With `source`, the attacks are computed on `source` and evaluated on `model` (black-box
+    transfer, Table 5).
+    """
+    attacks_ = attack_suite(suite, eps_x, eps_w, steps) if isinstance(suite, str) else suite
+    attacker = source if source is not None else model
+    device = _device_of(model)
+    correct = dict.fromkeys(attacks_, 0)
+    total = 0
+    for x, y in tqdm(_batches(data, batch_size), total=_num_batches(data, batch_size), desc="evaluate",
+                     leave=False, disable=not progress):
+        x, y = x.to(device), y.to(device)
+        for name, (attack, kw) in attacks_.items():
+            x_eval = x if attack is None else attack(attacker, x, y, **kw).x_adv
+            correct[name] += (predict(model, x_eval, batch_size) == y.cpu()).sum().item()
+        total += len(y)
+    if total == 0:
+        raise ValueError("data must hold at least one image")
+    return {name: 100.0 * c / total for name, c in correct.items()}
+
+
+def transfer(source: nn.Module, target: nn.Module, data, suite: str | dict = "quick", **kwargs) -> dict:
+    """Table 5: accuracy (%) of `target` on attacks generated on `source`."""
+    return evaluate(target, data, suite, source=source, **kwargs)
+
+
+def sweep(model: nn.Module, data, attack: Callable, param: str, values: Sequence[float], *,
+          batch_size: int = 256, progress: bool = True, **fixed) -> list[float]:
+    """Accuracy (%) for each value of one attack argument, e.g. Fig. 1a:
+    `sweep(model, (x, y), spatial, "eps_w", [0, .1, .2, .3], steps=20, step_w=0.15)`.
+    A step size given as a callable of the value (e.g. `step_w=lambda e: e / 2`) follows it."""
+    accs = []
+    for v in tqdm(values, desc=f"sweep {param}", leave=False, disable=not progress):
+        kw = {k: (f(v) if callable(f) else f) for k, f in fixed.items()} | {param: v}
+        result = evaluate(model, data, {"acc": (attack, kw)}, batch_size=batch_size, progress=False)
+        accs.append(result["acc"])
+    return accs
+
+
+def markdown_table(rows: dict[str, dict[str, float]], caption: str | None = None) -> str:
+    """Rows (model name -> {column: accuracy %}) as a Markdown table in the paper's layout."""
+    if not rows:
+        raise ValueError("rows must hold at least one model")
+    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.1f}" if c in r else "–" for c in columns) + " |")
+    return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"

@@ -3,17 +3,14 @@ trained once and cached in pytest's cache folder (delete .pytest_cache to retrai
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import pytest
 import torch
 
-from jointlab.data import load_dataset, make_loader
+from jointlab.data import load_dataset
 from jointlab.models import wrn
-from jointlab.train import fit
+from jointlab.train import TrainConfig, train
 
-TRAINED = dict(arch=(10, 2), train_limit=4000, epochs=3, lr=0.1, seed=0, torch=torch.__version__)
+TRAINED = TrainConfig(method="natural", arch="wrn-10-2", limit=4000, epochs=3, eval_limit=0, seed=0)
 
 
 @pytest.fixture
@@ -34,15 +31,12 @@ def fmnist_test_batch():
 @pytest.fixture(scope="session")
 def trained_model(request):
     """WRN-10-2 naturally trained for 3 epochs on 4000 Fashion-MNIST images (~20 s on 2 cores)."""
-    key = hashlib.sha1(json.dumps(TRAINED, sort_keys=True).encode()).hexdigest()[:12]
+    key = f"{TRAINED.key()}-{torch.__version__}"
     path = request.config.cache.mkdir("jointlab-models") / f"wrn-fmnist-{key}.pt"
-    model = wrn(*TRAINED["arch"], num_classes=10, in_channels=1)
+    model = wrn(10, 2, num_classes=10, in_channels=1)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
     else:
-        torch.manual_seed(TRAINED["seed"])
-        train = load_dataset("fashion-mnist", "train", limit=TRAINED["train_limit"])
-        loader = make_loader(train, 128, shuffle=True, seed=TRAINED["seed"])
-        fit(model, loader, epochs=TRAINED["epochs"], lr=TRAINED["lr"], progress=False)
+        model = train(TRAINED, device="cpu", progress=False).model
         torch.save(model.state_dict(), path)
     return model.eval()
