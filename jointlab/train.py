@@ -337,6 +337,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
             sampler.set_epoch(epoch)
         else:
             loader.generator.manual_seed(cfg.seed * 100_003 + epoch)  # the same order after a resume
+        lr = opt.param_groups[0]["lr"]
         stats = _train_epoch(net, model, loader, opt, cfg, spec.num_classes, dev, amp,
                              desc=f"{cfg.method} {epoch + 1}/{cfg.epochs}", progress=progress and rank == 0)
         sched.step()
@@ -347,7 +348,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
             stats.update(loss_sum=t[0].item(), correct=t[1].item(), n=int(t[2].item()))
             stats["images_per_s"] *= world
         record = {"epoch": epoch + 1, "loss": stats["loss_sum"] / stats["n"],
-                  "train_acc": stats["correct"] / stats["n"], "lr": opt.param_groups[0]["lr"],
+                  "train_acc": stats["correct"] / stats["n"], "lr": lr,
                   "images_per_s": stats["images_per_s"], "seconds": stats["seconds"]}
         if test_x is not None:
             record["test_acc"] = accuracy(model, test_x, test_y)
