@@ -6,7 +6,7 @@ evaluation). Expected cost in forward/backward passes per batch: natural 1, one-
 spatial 2, one-step joint 3 (two attack passes + the update), Madry 8, multi-step joint 11.
 
     python bench/train.py                                  # WRN-16-2 on Fashion-MNIST, CPU
-    python bench/train.py --dataset cifar10 --arch wrn-28-10 --batches 200 --device cuda
+    python bench/train.py --dataset synthetic-cifar --arch wrn-28-10 --batches 200 --device cuda
 """
 
 from __future__ import annotations

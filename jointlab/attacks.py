@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,7 @@ __all__ = [
     "one_pass",
     "cascade",
     "SCHEDULES",
+    "trusted_inputs",
 ]
 
 # A schedule lists the passes of one attack step; each pass is one forward/backward that updates
@@ -57,6 +59,22 @@ SCHEDULES: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 _VALUE_TOLERANCE = 1e-5  # images may leave [-1, 1] by rounding from a conversion, not more
+_CHECK_VALUES: ContextVar[bool] = ContextVar("jointlab_check_values", default=True)
+
+
+@contextmanager
+def trusted_inputs():
+    """Skip the value checks of x (finite, in [-1, 1]) inside this block.
+
+    Those checks read a value back from the device, a host-device sync per attack call; the
+    trainer, whose batches come from `jointlab.data` and are in range by construction, skips them.
+    Shape, dtype and argument checks still run.
+    """
+    token = _CHECK_VALUES.set(False)
+    try:
+        yield
+    finally:
+        _CHECK_VALUES.reset(token)
 
 
 @dataclass
@@ -94,13 +112,14 @@ def _check_inputs(model, x, y, steps, loss) -> tuple[Tensor, Tensor]:
         raise ValueError(f"x must be a tensor of shape (N, C, H, W); got {shape}")
     if not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor with values in [-1, 1]; got {x.dtype}")
-    if not torch.isfinite(x).all():
-        raise ValueError("x must be finite; it contains NaN or infinite values")
-    if x.numel() and (x.min() < -1 - _VALUE_TOLERANCE or x.max() > 1 + _VALUE_TOLERANCE):
-        raise ValueError(
-            f"x must have values in [-1, 1] (jointlab's image range); got min {x.min().item():.4g}, "
-            f"max {x.max().item():.4g}. Scale [0, 1] images with x * 2 - 1."
-        )
+    if _CHECK_VALUES.get() and x.numel():
+        if not torch.isfinite(x).all():
+            raise ValueError("x must be finite; it contains NaN or infinite values")
+        if x.min() < -1 - _VALUE_TOLERANCE or x.max() > 1 + _VALUE_TOLERANCE:
+            raise ValueError(
+                f"x must have values in [-1, 1] (jointlab's image range); got min {x.min().item():.4g}, "
+                f"max {x.max().item():.4g}. Scale [0, 1] images with x * 2 - 1."
+            )
     if not isinstance(y, Tensor) or y.dim() != 1 or y.is_floating_point() or y.is_complex():
         shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(f"y must be a 1-D integer tensor of labels, shape (N,); got {shape}")

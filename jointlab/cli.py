@@ -116,6 +116,13 @@ def _train(args) -> int:
                       eps_w=args.eps_w, order=args.order, smoothing=args.smoothing, limit=args.limit,
                       eval_limit=args.eval_limit, seed=args.seed, download=args.download)
     result = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress)
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # started by torchrun: only rank 0 reports
+        rank = dist.get_rank()
+        dist.destroy_process_group()
+        if rank:
+            return 0
     if result.history:
         last = result.history[-1]
         print(f"done: {len(result.history)} epochs, loss {last['loss']:.4f}, train accuracy "

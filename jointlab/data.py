@@ -1,6 +1,8 @@
 """Datasets: one registry for CIFAR-10/100, SVHN and the embedded Fashion-MNIST.
 
 Images come out as float tensors (C, H, W) in [-1, 1] (the paper's range) with integer labels.
+`synthetic-cifar` (random CIFAR-10-shaped images, random labels) serves benchmarks on machines
+without the real data.
 Each dataset carries the paper's defaults: image side, channels, classes, the test flow budget
 ε_ω = 1 % of the side, the augmentation (random crop with 4-pixel padding + horizontal flip for
 CIFAR, none for SVHN and Fashion-MNIST) and the initial learning rate.
@@ -74,6 +76,8 @@ DATASETS: dict[str, DatasetSpec] = {
                             tuple(f"class {i}" for i in range(100))),
     "svhn": DatasetSpec("svhn", 32, 3, 10, 0.3, False, 0.01, tuple(str(i) for i in range(10))),
     "fashion-mnist": DatasetSpec("fashion-mnist", 28, 1, 10, 0.28, False, 0.1, _FMNIST_CLASSES),
+    # random CIFAR-shaped images with random labels: for timing on machines without the real data
+    "synthetic-cifar": DatasetSpec("synthetic-cifar", 32, 3, 10, 0.3, True, 0.1, _CIFAR10_CLASSES),
 }
 
 
@@ -174,6 +178,11 @@ def _raw_arrays(spec: DatasetSpec, split: str, root: Path, download: bool) -> tu
 
     train = split == "train"
     try:
+        if spec.name == "synthetic-cifar":  # CIFAR-10's size, fixed by the split
+            g = torch.Generator().manual_seed(0 if train else 1)
+            n = 50_000 if train else 10_000
+            return (torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8),
+                    torch.randint(0, 10, (n,), generator=g))
         if spec.name == "fashion-mnist":
             _ensure_fashion_mnist(root, download)
             ds = tvd.FashionMNIST(str(root), train=train, download=download)

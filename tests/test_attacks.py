@@ -214,3 +214,14 @@ def test_joint_sp_matches_a_plain_double_pass_loop(tiny_model):
     res = A.joint(model, x, y, steps=4, random_start=False)
     torch.testing.assert_close(res.flow, w)
     torch.testing.assert_close(res.x_adv, (warp(x, w) + d).clamp(-1, 1))
+
+
+def test_trusted_inputs_skips_only_the_value_checks(tiny_model):
+    x, y = _inputs()
+    with A.trusted_inputs():
+        res = A.fgsm(tiny_model, x + 1.5, y)  # out of range: not checked, clipped
+        assert res.x_adv.max() <= 1
+        with pytest.raises(ValueError, match="steps must be"):
+            A.pgd(tiny_model, x, y, steps=0)
+    with pytest.raises(ValueError, match="x must have values in"):
+        A.fgsm(tiny_model, x + 1.5, y)

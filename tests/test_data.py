@@ -140,3 +140,9 @@ def test_registry_has_the_papers_defaults():
     assert get_spec("cifar10").eps_w == 0.3 and get_spec("CIFAR-10").augment
     assert get_spec("svhn").lr == 0.01 and not get_spec("svhn").augment
     assert get_spec("fashion_mnist").image_size == 28
+
+
+def test_synthetic_cifar_is_deterministic_and_cifar_shaped():
+    a = load_dataset("synthetic-cifar", "test", limit=4)
+    b = load_dataset("synthetic-cifar", "test", limit=4)
+    assert torch.equal(a.images, b.images) and a.images.shape == (4, 3, 32, 32)
