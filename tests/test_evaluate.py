@@ -1,0 +1,52 @@
+import copy
+
+import pytest
+import torch
+
+from jointlab import attacks as A
+from jointlab.evaluate import attack_suite, evaluate, markdown_table, sweep, transfer
+
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(6, 1, 8, 8, generator=g) * 2 - 1, torch.randint(0, 10, (6,), generator=g)
+
+
+def test_paper_suite_has_every_column(tiny_model, data):
+    table = evaluate(tiny_model, data, "paper", steps=2, batch_size=4, progress=False)
+    assert list(table) == ["Pristine", "FGSM", "PGD2", "PGD100", "Spatial", "Joint-SP", "Joint-PS",
+                           "PGD2-CW", "Spatial-CW", "Joint-CW"]
+    assert all(0 <= v <= 100 for v in table.values())
+    assert "PGD100" not in attack_suite("quick")
+    with pytest.raises(ValueError, match="suite must be one of"):
+        attack_suite("full")
+
+
+def test_evaluate_accepts_a_loader_and_matches_tensors(tiny_model, data):
+    loader = [(data[0][:4], data[1][:4]), (data[0][4:], data[1][4:])]
+    suite = {"clean": (None, {}), "fgsm": (A.fgsm, {"eps_x": 8})}  # deterministic attacks only
+    assert evaluate(tiny_model, loader, suite, progress=False) == evaluate(tiny_model, data, suite,
+                                                                           progress=False)
+
+
+def test_transfer_uses_the_source_models_gradients(tiny_model, data):
+    other = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(-1)  # a different model
+    suite = {"fgsm": (A.fgsm, {"eps_x": 16})}
+    white = evaluate(tiny_model, data, suite, progress=False)
+    black = transfer(other, tiny_model, data, suite, progress=False)
+    x_src = A.fgsm(other, *data, eps_x=16).x_adv
+    expected = 100 * (tiny_model(x_src).argmax(1) == data[1]).float().mean().item()
+    assert black["fgsm"] == pytest.approx(expected) and set(white) == set(black)
+
+
+def test_sweep_and_table(tiny_model, data):
+    accs = sweep(tiny_model, data, A.pgd, "eps_x", [0, 8], steps=2, step_x=lambda e: e / 2, progress=False)
+    clean = evaluate(tiny_model, data, {"c": (None, {})}, progress=False)["c"]
+    assert len(accs) == 2 and accs[0] == pytest.approx(clean)
+    md = markdown_table({"a": {"X": 50.0, "Y": 12.34}, "b": {"X": 1.0}}, caption="cap")
+    assert md.splitlines()[2] == "| model | X | Y |"
+    assert "| a | 50.0 | 12.3 |" in md and "| b | 1.0 | – |" in md
