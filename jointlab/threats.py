@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from .warp import project_flow, vector_sign
+from .warp import largest_not_above, project_flow, vector_sign
 
 __all__ = ["levels_to_unit", "PixelBall", "FlowBall"]
 
@@ -72,11 +72,13 @@ class PixelBall:
     def project(self, delta: Tensor, base: Tensor) -> Tensor:
         """P_{S_x}: clip δ so that base + δ lies in [-1, 1] and ‖δ‖∞ ≤ ε_x.
 
-        The ε_x clip comes last so that the budget holds exactly despite the rounding of
-        (base + δ) − base; the box then holds up to one ulp, and attacks clip x̄ itself.
+        The ε_x clip (with ε_x rounded down to δ's dtype) comes last so that the budget holds
+        exactly despite the rounding of (base + δ) − base; the box then holds up to one ulp, and
+        attacks clip x̄ itself.
         """
-        delta = (base + delta.clamp(-self.eps, self.eps)).clamp(-1.0, 1.0) - base
-        return delta.clamp(-self.eps, self.eps)
+        eps = largest_not_above(self.eps, delta.dtype)
+        delta = (base + delta.clamp(-eps, eps)).clamp(-1.0, 1.0) - base
+        return delta.clamp(-eps, eps)
 
     def __repr__(self) -> str:
         return f"PixelBall(eps={self.eps_levels:g}/255 levels, step={self.step_levels:g})"

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["warp", "flow_norm", "vector_sign", "project_flow"]
+__all__ = ["warp", "flow_norm", "vector_sign", "project_flow", "largest_not_above"]
 
 _PADDING_MODES = ("border", "zeros", "reflection")
 
@@ -64,8 +64,8 @@ def warp(
 
 
 def _vector_length(flow: Tensor) -> Tensor:
-    """Length of every flow vector, shape (N, 1, H, W)."""
-    return flow.pow(2).sum(dim=1, keepdim=True).sqrt()
+    """Length of every flow vector, shape (N, 1, H, W); hypot neither underflows nor overflows."""
+    return torch.hypot(flow[:, 0:1], flow[:, 1:2])
 
 
 def flow_norm(flow: Tensor) -> Tensor:
@@ -82,14 +82,24 @@ def vector_sign(grad: Tensor) -> Tensor:
     return torch.where(length > 0, grad / length.clamp_min(tiny), torch.zeros_like(grad))
 
 
+def largest_not_above(value: float, dtype: torch.dtype) -> float:
+    """The largest number of `dtype` that is <= value (rounding to nearest could overshoot a budget)."""
+    t = torch.tensor(value, dtype=dtype)
+    if t.item() > value:
+        t = torch.nextafter(t, torch.tensor(-float("inf"), dtype=dtype))
+    return t.item()
+
+
 def project_flow(flow: Tensor, eps: float) -> Tensor:
     """Eq. 6 projection onto {ω : ‖ω‖_{2,∞} ≤ ε}: rescale every vector longer than ε to length ε.
 
-    Rescaled vectors are shrunk by a further few ulps so that `flow_norm(result) <= eps` holds
-    exactly in the result's own dtype, not only up to rounding.
+    ε is rounded down to the result's dtype and rescaled vectors are shrunk by a further few ulps,
+    so that `flow_norm(result) <= eps` holds exactly, not only up to rounding (for ε = 0 or above
+    the dtype's smallest normal number, where ulps are fine enough).
     """
     if eps < 0:
         raise ValueError(f"eps must be >= 0; got {eps}")
+    eps = largest_not_above(eps, flow.dtype)
     length = _vector_length(flow)
     tiny = torch.finfo(flow.dtype).tiny
     shrink = 1.0 - 4.0 * torch.finfo(flow.dtype).eps

@@ -49,13 +49,13 @@ def check_budgets(name, x, res, eps_x, eps_w):
     assert (res.x_adv - base).abs().max() <= levels_to_unit(eps_x) + 1e-6
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     name=st.sampled_from(ALL),
     n=st.integers(1, 4),
     side=st.integers(4, 10),
-    eps_x=st.floats(0, 16),
-    eps_w=st.floats(0, 2),
+    eps_x=st.one_of(st.just(0.0), st.floats(1e-20, 16)),
+    eps_w=st.one_of(st.just(0.0), st.floats(1e-20, 2)),
     steps=st.integers(1, 3),
     dtype=st.sampled_from([torch.float32, torch.float64]),
     targeted=st.booleans(),
