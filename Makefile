@@ -5,12 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-OUT ?= runs/demo
+OUT ?= runs/notebooks
 
 .PHONY: help venv data lint test demo lab bench clean
 
 help:
-	@echo "make demo   train a small model on the embedded Fashion-MNIST, attack it, write figures to $(OUT)"
+	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
 	@echo "make test   lint (ruff) + unit tests (pytest)"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make bench  time attack steps against a bare forward/backward (bench/README.md)"
@@ -33,7 +33,7 @@ test: lint data
 	$(BIN)/python -m pytest
 
 demo: data
-	$(BIN)/python -m jointlab demo --out $(OUT)
+	$(BIN)/python -m jointlab.notebooks run --out $(OUT)
 
 lab: data
 	$(BIN)/jupyter lab notebooks/
