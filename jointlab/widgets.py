@@ -114,6 +114,7 @@ class AttackPanel:
 
         for name, s in self.sliders.items():
             self.eps[name] = s.value
+        self.shown = self.view()  # what the panel displays now (tests and callers can read it)
         fig = self.figure()
         with self.output:
             self.output.clear_output(wait=True)
