@@ -164,7 +164,7 @@ def attack(
 
     with _eval_mode(model), torch.enable_grad():
         var: dict[str, Tensor] = {}
-        base = x  # T(x, ω) for the current ω, detached; the centre of the pixel ball
+        base = x  # T(x, ω) for the current ω, detached: the centre of the pixel ball (if any)
         if flow_ball is not None:
             var["flow"] = flow_ball.random_init(x) if random_start else flow_ball.zeros(x)
             with torch.no_grad():
@@ -188,8 +188,8 @@ def attack(
                         var[name] = var[name].detach()
                     if "flow" in grads:
                         var["flow"] = flow_ball.project(flow_ball.step(var["flow"], grads["flow"]))
-                        base = warp(x, var["flow"])
                         if pixel_ball is not None:  # the centre of the pixel ball moved
+                            base = warp(x, var["flow"])
                             var["delta"] = pixel_ball.project(var["delta"], base)
                     if "delta" in grads:
                         stepped = pixel_ball.step(var["delta"], grads["delta"])
