@@ -46,6 +46,7 @@ __all__ = [
     "cascade",
     "SCHEDULES",
     "trusted_inputs",
+    "eval_mode",
 ]
 
 # A schedule lists the passes of one attack step; each pass is one forward/backward that updates
@@ -93,7 +94,7 @@ def compose(x: Tensor, flow: Tensor | None = None, delta: Tensor | None = None) 
 
 
 @contextmanager
-def _eval_mode(model: nn.Module):
+def eval_mode(model: nn.Module):
     """Put every submodule in eval mode; restore each one's own mode afterwards."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -162,7 +163,7 @@ def attack(
     sign = -1.0 if targeted else 1.0  # targeted attacks descend the loss on the target label
     flow_ball, pixel_ball = balls.get("flow"), balls.get("delta")
 
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         var: dict[str, Tensor] = {}
         base = x  # T(x, ω) for the current ω, detached: the centre of the pixel ball (if any)
         if flow_ball is not None:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import attacks as A
-from .attacks import _eval_mode
+from .attacks import eval_mode
 
 __all__ = ["predict", "accuracy", "robust_accuracy", "attack_suite", "SUITES", "evaluate", "transfer",
            "sweep", "markdown_table", "PAPER_TABLE1"]
@@ -55,7 +55,7 @@ def _num_batches(data, batch_size: int) -> int | None:
 def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """Predicted labels of x (on the CPU), in eval mode; the caller's mode is restored."""
     device = _device_of(model)
-    with _eval_mode(model):
+    with eval_mode(model):
         return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
                           for i in range(0, len(x), batch_size)])
 

@@ -209,7 +209,7 @@ def _train_loss(model, x_train, x_clean, y, cfg: TrainConfig, num_classes: int):
     if smoothing == "simple":
         target = smooth_labels(y, num_classes, cfg.smoothing_delta)
     else:  # Bilateral AT: from the clean image's probabilities (one extra forward pass)
-        with torch.no_grad(), A._eval_mode(model):
+        with torch.no_grad(), A.eval_mode(model):
             target = bilateral_labels(model(x_clean), y)
     return logits, soft_cross_entropy(logits, target)
 
