@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from .profiles import PROFILES, repo_root
+from .profiles import PROFILES, repo_root, runs_dir
 
 __all__ = ["sequence", "run", "main"]
 
@@ -30,7 +30,7 @@ def run(only: list[str] | None = None, profile: str = "quick", out: str | Path |
     """Execute the sequence (or the notebooks whose names start with one of `only`) in order."""
     import papermill as pm
 
-    out = Path(out) if out else repo_root() / "runs" / "notebooks"
+    out = Path(out) if out else runs_dir() / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     notebooks = [nb for nb in sequence() if not only or any(nb.name.startswith(o) for o in only)]
     if not notebooks:

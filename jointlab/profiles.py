@@ -9,6 +9,7 @@ laptop CPU) and "full" (CIFAR-10, WRN-28-10, the paper's schedules, a GPU). A no
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +18,19 @@ import torch
 from .data import get_spec, load_dataset
 from .train import TrainConfig, TrainResult, load_or_train
 
-__all__ = ["Profile", "PROFILES", "get_profile", "repo_root"]
+__all__ = ["Profile", "PROFILES", "get_profile", "repo_root", "runs_dir"]
 
 
 def repo_root() -> Path:
     """The checkout's root (the folder holding notebooks/), else the working directory."""
     root = Path(__file__).resolve().parents[1]
     return root if (root / "notebooks").is_dir() else Path.cwd()
+
+
+def runs_dir() -> Path:
+    """Where outputs go: $JOINTLAB_RUNS, else <repo>/runs (cache/, notebooks/, explorer/ below it)."""
+    env = os.environ.get("JOINTLAB_RUNS")
+    return Path(env) if env else repo_root() / "runs"
 
 
 @dataclass
@@ -40,8 +47,8 @@ class Profile:
     eps_x: float = 8.0
     eps_w: float | None = None  # None: 1 % of the image side
     device: str | None = None
-    out_dir: str | None = None  # None: <repo>/runs/notebooks
-    cache_dir: str | None = None  # None: <repo>/runs/cache
+    out_dir: str | None = None  # None: runs_dir()/notebooks
+    cache_dir: str | None = None  # None: runs_dir()/cache
     seed: int = 0
 
     def __post_init__(self):
@@ -50,8 +57,8 @@ class Profile:
             self.eps_w = spec.eps_w
         if self.device is None:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.out = Path(self.out_dir) if self.out_dir else repo_root() / "runs" / "notebooks"
-        self.cache = Path(self.cache_dir) if self.cache_dir else repo_root() / "runs" / "cache"
+        self.out = Path(self.out_dir) if self.out_dir else runs_dir() / "notebooks"
+        self.cache = Path(self.cache_dir) if self.cache_dir else runs_dir() / "cache"
         self.figures = self.out / "figures"
         self.figures.mkdir(parents=True, exist_ok=True)
         self.spec = spec

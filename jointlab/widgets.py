@@ -4,10 +4,19 @@ flow field and the predictions. Attack results are computed when a slider is rel
 never retrained here (they come from `jointlab.train.load_or_train`).
 
     panel = AttackPanel(model, x[:8], y[:8], classes, kind="joint")
-    panel            # in a notebook: the sliders and the picture
+    panel            # in a notebook: the sliders, the picture, the numbers and a "save figure" button
+
+The pieces are shared with the attack explorer (`jointlab.explorer`): `run_attack` (one attack of
+`ATTACK_KINDS` at given budgets) and `FigureBox` (a figure shown as a PNG with a save button).
 """
 
 from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -18,29 +27,134 @@ from .evaluate import predict
 from .viz import amplify, flow_to_rgb, plot_image_grid
 from .warp import flow_norm, warp
 
-__all__ = ["AttackPanel", "KINDS"]
+__all__ = ["ATTACK_KINDS", "KINDS", "run_attack", "figure_png", "FigureBox", "AttackPanel"]
 
-KINDS = ("pixel", "spatial", "joint")
+# name -> (attack function, uses ε_x, uses ε_ω, extra keywords)
+ATTACK_KINDS: dict[str, tuple[Callable, bool, bool, dict]] = {
+    "pixel": (A.pgd, True, False, {}),
+    "spatial": (A.spatial, False, True, {}),
+    "joint": (A.joint, True, True, {}),
+    "joint-ps": (A.joint, True, True, {"order": "ps"}),
+    "one-pass": (A.one_pass, True, True, {}),
+    "cascade": (A.cascade, True, True, {}),
+}
+KINDS = tuple(ATTACK_KINDS)
+KIND_LABELS = {"pixel": "pixel (PGD)", "spatial": "spatial (Alg. 1)", "joint": "joint SP (Alg. 2)",
+               "joint-ps": "joint PS (Alg. 2)", "one-pass": "one-pass", "cascade": "cascade"}
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in ATTACK_KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    return kind
+
+
+def run_attack(kind: str, model: nn.Module, x: Tensor, y: Tensor, eps_x: float = 8.0, eps_w: float = 0.3,
+               steps: int = 10, seed: int = 0, random_start: bool = True) -> A.AttackResult:
+    """One attack of `ATTACK_KINDS` at budgets (ε_x in levels, ε_ω in pixels), with step sizes
+    2.5·ε/steps (Madry et al.'s rule: any number of steps can reach the boundary) and a seeded
+    random start, so the same slider position always shows the same result."""
+    fn, uses_x, uses_w, extra = ATTACK_KINDS[_check_kind(kind)]
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer; got {steps!r}")
+    kw = dict(extra, steps=steps, random_start=random_start)
+    if uses_x:
+        kw.update(eps_x=float(eps_x), step_x=min(2.5 * eps_x / steps, eps_x))
+    if uses_w:
+        kw.update(eps_w=float(eps_w), step_w=min(2.5 * eps_w / steps, eps_w))
+    torch.manual_seed(seed)
+    return fn(model, x, y, **kw)
+
+
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it (widgets show bytes, not figures)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def error_html(exc: BaseException) -> str:
+    """A one-line error for a widget's status area (class `jl-error`, so tests can find it)."""
+    return (f'<span class="jl-error" style="color:#b00020">{html.escape(type(exc).__name__)}: '
+            f"{html.escape(str(exc))}</span>")
+
+
+class FigureBox:
+    """A figure shown as a PNG image widget, with a "save figure" button for slides.
+
+    `show(draw, filename)` renders `draw()` (a function returning a matplotlib figure) on screen;
+    the button draws it again at `save_dpi` into `save_dir/filename` and offers a download link.
+    """
+
+    def __init__(self, save_dir: str | Path, *, dpi: int = 100, save_dpi: int = 200):
+        import ipywidgets as W
+
+        self.save_dir, self.dpi, self.save_dpi = Path(save_dir), dpi, save_dpi
+        self.image = W.Image(format="png")
+        self.button = W.Button(description="save figure", icon="download",
+                               tooltip=f"write this figure as a PNG into {self.save_dir}")
+        self.status = W.HTML()
+        self.button.on_click(lambda _: self.save())
+        self.widget = W.VBox([self.image, W.HBox([self.button, self.status])])
+        self._draw: Callable | None = None
+        self.filename = "figure.png"
+        self.saved: Path | None = None
+
+    def show(self, draw: Callable, filename: str) -> None:
+        self._draw, self.filename = draw, filename
+        self.image.value = figure_png(draw(), self.dpi)
+
+    def save(self) -> Path | None:
+        """Write the figure shown now as a PNG; returns its path (shown beside the button)."""
+        if self._draw is None:
+            self.status.value = "nothing to save yet"
+            return None
+        try:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            path = self.save_dir / self.filename
+            data = figure_png(self._draw(), self.save_dpi)
+            path.write_bytes(data)
+        except Exception as e:  # a read-only folder must not break the panel
+            self.status.value = error_html(e)
+            return None
+        link = f"data:image/png;base64,{base64.b64encode(data).decode()}"
+        self.status.value = (f'saved <code>{html.escape(str(path))}</code> '
+                             f'(<a download="{html.escape(path.name)}" href="{link}">download</a>)')
+        self.saved = path
+        return path
 
 
 class AttackPanel:
-    """ε sliders over one attack (`kind`: "pixel" = PGD, "spatial" = Alg. 1, "joint" = Alg. 2).
+    """ε sliders over one attack (`kind`: one of `KINDS`, e.g. "pixel" = PGD, "spatial" = Alg. 1,
+    "joint" = Alg. 2).
 
     `view(eps_x, eps_w)` returns what the panel shows as data (images, predictions, measured
-    budgets); `figure(...)` draws it; the widget calls both on slider release.
+    budgets); `figure(...)` draws it; the widget calls both on slider release. `save_dir` is where
+    the "save figure" button writes (default: runs/figures).
     """
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, classes, kind: str = "joint", *,
                  eps_x: float = 8.0, eps_w: float = 0.3, steps: int = 10, max_eps_x: float = 32.0,
-                 max_eps_w: float = 1.5, seed: int = 0):
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+                 max_eps_w: float = 1.5, seed: int = 0, save_dir: str | Path | None = None):
+        _, uses_x, uses_w, _ = ATTACK_KINDS[_check_kind(kind)]
+        if x.ndim != 4 or len(x) != len(y):
+            raise ValueError(f"x must be a batch (N, C, H, W) with one label per image in y; got x "
+                             f"{tuple(x.shape)} and y {tuple(y.shape)}")
         self.model, self.x, self.y, self.classes = model, x, y, list(classes)
         self.kind, self.steps, self.seed = kind, steps, seed
+        self.uses = {"eps_x": uses_x, "eps_w": uses_w}
         self.limits = {"eps_x": max_eps_x, "eps_w": max_eps_w}
-        self.eps = {"eps_x": eps_x if kind != "spatial" else 0.0, "eps_w": eps_w if kind != "pixel" else 0.0}
+        self.eps = {"eps_x": eps_x if uses_x else 0.0, "eps_w": eps_w if uses_w else 0.0}
+        if save_dir is None:
+            from .profiles import runs_dir
+
+            save_dir = runs_dir() / "figures"
+        self.save_dir = Path(save_dir)
         self._cache: dict[tuple[float, float], dict] = {}
         self._widget = None
+        self.shown: dict | None = None
+        self.error: BaseException | None = None
 
     # ------------------------------------------------------------------ data
     def view(self, eps_x: float | None = None, eps_w: float | None = None) -> dict:
@@ -49,32 +163,34 @@ class AttackPanel:
         eps_w = self.eps["eps_w"] if eps_w is None else float(eps_w)
         key = (round(eps_x, 6), round(eps_w, 6))
         if key not in self._cache:
-            torch.manual_seed(self.seed)  # the same random start at every position of the sliders
-            kw = dict(steps=self.steps)
-            if self.kind == "pixel":
-                res = A.pgd(self.model, self.x, self.y, eps_x=eps_x, step_x=eps_x / 4, **kw)
-            elif self.kind == "spatial":
-                res = A.spatial(self.model, self.x, self.y, eps_w=eps_w, step_w=eps_w / 2, **kw)
-            else:
-                res = A.joint(self.model, self.x, self.y, eps_x=eps_x, eps_w=eps_w, step_x=eps_x / 4,
-                              step_w=eps_w / 2, **kw)
+            res = run_attack(self.kind, self.model, self.x, self.y, eps_x, eps_w, self.steps, self.seed)
             warped = self.x if res.flow is None else warp(self.x, res.flow)
             pred = predict(self.model, res.x_adv)
+            clean_pred = predict(self.model, self.x)
             self._cache[key] = {
                 "eps_x": eps_x, "eps_w": eps_w, "x_adv": res.x_adv, "delta": res.delta, "flow": res.flow,
-                "warped": warped, "clean_pred": predict(self.model, self.x), "pred": pred,
+                "warped": warped, "clean_pred": clean_pred, "pred": pred,
                 "accuracy": (pred == self.y.cpu()).float().mean().item(),
+                "clean_accuracy": (clean_pred == self.y.cpu()).float().mean().item(),
                 "delta_levels": 0.0 if res.delta is None else res.delta.abs().max().item() * 255 / 2,
                 "flow_norm": 0.0 if res.flow is None else flow_norm(res.flow).max().item(),
             }
         return self._cache[key]
 
+    def summary(self, v: dict | None = None) -> str:
+        """The numbers under the picture: accuracy and the measured size of each perturbation."""
+        v = v or self.view()
+        flipped = int((v["pred"] != v["clean_pred"]).sum())
+        return (f"accuracy {100 * v['accuracy']:.0f} % (clean {100 * v['clean_accuracy']:.0f} %); "
+                f"prediction changed on {flipped} of {len(v['pred'])} images; "
+                f"measured ‖δ‖∞ = {v['delta_levels']:.2f}/255, ‖ω‖₂,∞ = {v['flow_norm']:.3f} px")
+
     def figure(self, eps_x: float | None = None, eps_w: float | None = None):
-        """Columns: clean, warped (spatial/joint), δ amplified (pixel/joint), attacked, flow colour."""
+        """Columns: clean, warped (joint kinds), δ amplified (pixel/joint), attacked, flow colour."""
         v = self.view(eps_x, eps_w)
         cols = {"clean": self.x}
         caps = {"clean": [self.classes[p] for p in v["clean_pred"]]}
-        if v["flow"] is not None and self.kind == "joint":
+        if v["flow"] is not None and v["delta"] is not None:
             cols["T(x, ω)"] = v["warped"]
         if v["delta"] is not None:
             cols["δ (amplified)"] = amplify(v["delta"], max(v["eps_x"], 1e-9))
@@ -82,44 +198,48 @@ class AttackPanel:
         caps["attacked"] = [self.classes[p] for p in v["pred"]]
         if v["flow"] is not None:
             cols["ω (colour)"] = flow_to_rgb(v["flow"], max(v["eps_w"], 1e-9))
-        title = (f"{self.kind} attack, {self.steps} steps: ε_x = {v['eps_x']:g}, ε_ω = {v['eps_w']:g}  →  "
-                 f"accuracy {100 * v['accuracy']:.0f} % (‖δ‖∞ = {v['delta_levels']:.2f}/255, "
-                 f"‖ω‖₂,∞ = {v['flow_norm']:.3f} px)")
+        title = (f"{KIND_LABELS[self.kind]}, {self.steps} steps: ε_x = {v['eps_x']:g}/255, "
+                 f"ε_ω = {v['eps_w']:g} px  →  accuracy {100 * v['accuracy']:.0f} %")
         return plot_image_grid(cols, caps, size=1.3, title=title)
 
     # ------------------------------------------------------------------ widget
     @property
     def widget(self):
+        """Sliders, the picture (PNG), the numbers and a "save figure" button, built on first use."""
         if self._widget is None:
             import ipywidgets as W
 
             def slider(name, step, description):
                 return W.FloatSlider(value=self.eps[name], min=0, max=self.limits[name], step=step,
-                                     description=description, continuous_update=False)
+                                     description=description, continuous_update=False, readout_format=".2f")
 
             self.sliders = {}
-            if self.kind != "spatial":
+            if self.uses["eps_x"]:
                 self.sliders["eps_x"] = slider("eps_x", 1, "ε_x (/255)")
-            if self.kind != "pixel":
+            if self.uses["eps_w"]:
                 self.sliders["eps_w"] = slider("eps_w", 0.02, "ε_ω (px)")
-            self.output = W.Output()
+            self.picture = FigureBox(self.save_dir)
+            self.numbers = W.HTML()
             for s in self.sliders.values():
                 s.observe(self._on_change, names="value")
-            self._widget = W.VBox([W.HBox(list(self.sliders.values())), self.output])
+            self._widget = W.VBox([W.HBox(list(self.sliders.values())), self.picture.image, self.numbers,
+                                   W.HBox([self.picture.button, self.picture.status])])
             self._on_change()
         return self._widget
 
     def _on_change(self, change=None):
-        from IPython.display import display
-
         for name, s in self.sliders.items():
             self.eps[name] = s.value
-        self.shown = self.view()  # what the panel displays now (tests and callers can read it)
-        fig = self.figure()
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
-        plt.close(fig)
+        eps_x, eps_w = self.eps["eps_x"], self.eps["eps_w"]
+        try:
+            self.shown = self.view()  # what the panel displays now (tests and callers can read it)
+            self.picture.show(lambda: self.figure(eps_x, eps_w),
+                              f"{self.kind}_ex{eps_x:g}_ew{eps_w:g}_steps{self.steps}.png")
+            self.numbers.value = html.escape(self.summary(self.shown))
+            self.error = None
+        except Exception as e:  # show it where the learner looks, instead of a silent log entry
+            self.error = e
+            self.numbers.value = error_html(e)
 
     def _ipython_display_(self):
         from IPython.display import display

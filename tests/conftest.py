@@ -40,3 +40,14 @@ def trained_model(request):
         model = train(TRAINED, device="cpu", progress=False).model
         torch.save(model.state_dict(), path)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def quick_runs(tmp_path_factory):
+    """A runs folder whose cache holds the quick profile's natural model (~15 s to train once):
+    shared by the notebook, explorer and browser tests."""
+    from jointlab.explorer import prepare
+
+    runs = tmp_path_factory.mktemp("runs")
+    prepare(runs / "cache", methods=["natural"], profile="quick")
+    return runs

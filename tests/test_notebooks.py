@@ -33,14 +33,10 @@ def test_notebook_is_stored_clean(path):
     assert "assert " in source, "each notebook checks its own sanity"
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("notebooks")
-
-
 @pytest.mark.parametrize("prefix", [nb.name[:2] for nb in sequence(NOTEBOOKS)])
-def test_notebook_executes_in_the_quick_profile(prefix, workdir):
-    timings = run([prefix], "quick", workdir / "out", cache=workdir / "cache")
-    executed = json.loads((workdir / "out" / timings[0]["notebook"]).read_text())
+def test_notebook_executes_in_the_quick_profile(prefix, quick_runs):
+    out = quick_runs / "notebooks"
+    timings = run([prefix], "quick", out, cache=quick_runs / "cache")
+    executed = json.loads((out / timings[0]["notebook"]).read_text())
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
