@@ -7,12 +7,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= runs/notebooks
 
-.PHONY: help venv data lint test demo lab bench clean
+PORT ?= 8866
+# Jupyter servers refuse to run as root without this flag (CI and containers run as root)
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: help venv data lint test demo lab explore bench clean
 
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
-	@echo "make test   lint (ruff) + unit tests (pytest)"
+	@echo "make test   lint (ruff) + unit, notebook and browser tests (pytest)"
 	@echo "make lab    open JupyterLab on notebooks/"
+	@echo "make explore  serve the attack explorer app with Voila on http://localhost:$(PORT)/"
 	@echo "make bench  time attack steps against a bare forward/backward (bench/README.md)"
 
 $(STAMP): pyproject.toml
@@ -36,7 +41,12 @@ demo: data
 	$(BIN)/python -m jointlab.notebooks run --out $(OUT)
 
 lab: data
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
+
+# trains the explorer's two small models on first use (< 1 min on a CPU), then serves the app offline
+explore: data
+	$(BIN)/python -m jointlab.explorer prepare
+	$(BIN)/voila notebooks/explorer.ipynb --port=$(PORT) $(VOILA_FLAGS)
 
 bench: data
 	$(BIN)/python bench/attacks.py

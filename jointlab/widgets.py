@@ -96,14 +96,19 @@ class FigureBox:
                                tooltip=f"write this figure as a PNG into {self.save_dir}")
         self.status = W.HTML()
         self.button.on_click(lambda _: self.save())
-        self.widget = W.VBox([self.image, W.HBox([self.button, self.status])])
+        self.widget = W.VBox([self.image, self.button, self.status])
         self._draw: Callable | None = None
         self.filename = "figure.png"
         self.saved: Path | None = None
 
     def show(self, draw: Callable, filename: str) -> None:
         self._draw, self.filename = draw, filename
-        self.image.value = figure_png(draw(), self.dpi)
+        png = figure_png(draw(), self.dpi)
+        # pin the natural size: without it a front end stretches the picture to the row's width
+        width = int.from_bytes(png[16:20], "big")
+        self.image.width = str(width)
+        self.widget.layout.width = f"{max(width, 200)}px"  # long status lines wrap instead of widening
+        self.image.value = png
 
     def save(self) -> Path | None:
         """Write the figure shown now as a PNG; returns its path (shown beside the button)."""
@@ -119,8 +124,10 @@ class FigureBox:
             self.status.value = error_html(e)
             return None
         link = f"data:image/png;base64,{base64.b64encode(data).decode()}"
-        self.status.value = (f'saved <code>{html.escape(str(path))}</code> '
-                             f'(<a download="{html.escape(path.name)}" href="{link}">download</a>)')
+        self.status.value = (f'<div style="word-break: break-all; line-height: 1.4">saved '
+                             f'<code title="{html.escape(str(path))}">{html.escape(path.name)}</code> '
+                             f'(<a download="{html.escape(path.name)}" href="{link}">download</a>) '
+                             f'in {html.escape(str(path.parent))}</div>')
         self.saved = path
         return path
 
@@ -198,8 +205,10 @@ class AttackPanel:
         caps["attacked"] = [self.classes[p] for p in v["pred"]]
         if v["flow"] is not None:
             cols["ω (colour)"] = flow_to_rgb(v["flow"], max(v["eps_w"], 1e-9))
-        title = (f"{KIND_LABELS[self.kind]}, {self.steps} steps: ε_x = {v['eps_x']:g}/255, "
-                 f"ε_ω = {v['eps_w']:g} px  →  accuracy {100 * v['accuracy']:.0f} %")
+        budgets = ([f"ε_x = {v['eps_x']:g}/255"] if self.uses["eps_x"] else []) + (
+            [f"ε_ω = {v['eps_w']:g} px"] if self.uses["eps_w"] else [])
+        title = (f"{KIND_LABELS[self.kind]}, {self.steps} steps: {', '.join(budgets)}  →  "
+                 f"accuracy {100 * v['accuracy']:.0f} %")
         return plot_image_grid(cols, caps, size=1.3, title=title)
 
     # ------------------------------------------------------------------ widget
