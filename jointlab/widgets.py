@@ -109,9 +109,10 @@ class FigureBox:
         self.image.width = str(width)
         self.widget.layout.width = f"{max(width, 200)}px"  # long status lines wrap instead of widening
         self.image.value = png
+        self.status.value = ""  # a "saved" line belongs to the previous picture
 
     def save(self) -> Path | None:
-        """Write the figure shown now as a PNG; returns its path (shown beside the button)."""
+        """Write the figure shown now as a PNG; returns its path (shown under the button)."""
         if self._draw is None:
             self.status.value = "nothing to save yet"
             return None
@@ -188,9 +189,10 @@ class AttackPanel:
         """The numbers under the picture: accuracy and the measured size of each perturbation."""
         v = v or self.view()
         flipped = int((v["pred"] != v["clean_pred"]).sum())
+        sizes = ([f"‖δ‖∞ = {v['delta_levels']:.2f}/255"] if self.uses["eps_x"] else []) + (
+            [f"‖ω‖₂,∞ = {v['flow_norm']:.3f} px"] if self.uses["eps_w"] else [])
         return (f"accuracy {100 * v['accuracy']:.0f} % (clean {100 * v['clean_accuracy']:.0f} %); "
-                f"prediction changed on {flipped} of {len(v['pred'])} images; "
-                f"measured ‖δ‖∞ = {v['delta_levels']:.2f}/255, ‖ω‖₂,∞ = {v['flow_norm']:.3f} px")
+                f"prediction changed on {flipped} of {len(v['pred'])} images; measured {', '.join(sizes)}")
 
     def figure(self, eps_x: float | None = None, eps_w: float | None = None):
         """Columns: clean, warped (joint kinds), δ amplified (pixel/joint), attacked, flow colour."""
@@ -214,7 +216,7 @@ class AttackPanel:
     # ------------------------------------------------------------------ widget
     @property
     def widget(self):
-        """Sliders, the picture (PNG), the numbers and a "save figure" button, built on first use."""
+        """Sliders, the numbers, the picture (PNG) and a "save figure" button, built on first use."""
         if self._widget is None:
             import ipywidgets as W
 
@@ -231,7 +233,8 @@ class AttackPanel:
             self.numbers = W.HTML()
             for s in self.sliders.values():
                 s.observe(self._on_change, names="value")
-            self._widget = W.VBox([W.HBox(list(self.sliders.values())), self.picture.image, self.numbers,
+            # the numbers right under the sliders: they stay in view while the learner moves them
+            self._widget = W.VBox([W.HBox(list(self.sliders.values())), self.numbers, self.picture.image,
                                    W.HBox([self.picture.button, self.picture.status])])
             self._on_change()
         return self._widget

@@ -277,3 +277,15 @@ def test_attack_explorer_in_voila(browser, quick_runs, tmp_path):
             page.close()
     assert server.poll() is not None, "the server was not shut down"
     print(f"screenshots: {tmp_path}")
+
+
+def test_serve_stops_the_server_when_the_test_fails(tmp_path):
+    """No browser needed: a failure inside `serve` still stops the server and its children."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    with pytest.raises(RuntimeError, match="a failing check"):
+        with serve(cmd, tmp_path, dict(os.environ), port) as server:
+            raise RuntimeError("a failing check")
+    assert server.poll() is not None
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()

