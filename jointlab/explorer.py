@@ -266,10 +266,12 @@ class Explorer:
     def summary(self, s: dict) -> str:
         c = self.spec.classes
         fooled = s["top_adv"][0][0] != s["label"]
+        _, uses_x, uses_w, _ = ATTACK_KINDS[s["kind"]]
+        sizes = ([f"‖δ‖∞ = {s['delta_levels']:.2f}/255 (ε_x = {s['eps_x']:g})"] if uses_x else []) + (
+            [f"‖ω‖₂,∞ = {s['flow_norm']:.3f} px (ε_ω = {s['eps_w']:g})"] if uses_w else [])
         return (f"{KIND_LABELS[s['kind']]}, {s['steps']} steps, {s['seconds']:.2f} s: "
                 f"{c[s['top_clean'][0][0]]} → <b>{c[s['top_adv'][0][0]]}</b> "
-                f"({'fooled' if fooled else 'not fooled'}); measured ‖δ‖∞ = {s['delta_levels']:.2f}/255 "
-                f"(ε_x = {s['eps_x']:g}), ‖ω‖₂,∞ = {s['flow_norm']:.3f} px (ε_ω = {s['eps_w']:g})")
+                f"({'fooled' if fooled else 'not fooled'}); measured {', '.join(sizes)}")
 
     # ------------------------------------------------------------------ widget
     @property

@@ -259,6 +259,8 @@ def test_attack_explorer_in_voila(browser, quick_runs, tmp_path):
             with Image.open(path) as img:
                 assert img.format == "PNG"
 
+            page.screenshot(path=tmp_path / "voila-joint.png", full_page=True)
+
             # another attack kind from the drop-down, then an uploaded image
             page.locator("select").nth(1).select_option(label="pixel (PGD)")
             page.wait_for_function("([el]) => el.innerText.startsWith('pixel (PGD)')",

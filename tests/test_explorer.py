@@ -65,6 +65,7 @@ def test_controls_drive_the_panels(app):
     c["kind"].value = "pixel"
     assert c["eps_w"].disabled and not c["eps_x"].disabled
     assert app.state["flow"] is None and app.state["flow_norm"] == 0
+    assert "‖δ‖∞ = 16.00/255" in app.status.value and "‖ω‖" not in app.status.value
 
     c["kind"].value = "spatial"
     assert c["eps_x"].disabled and app.state["delta"] is None
