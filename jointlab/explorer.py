@@ -25,9 +25,9 @@ from torch import Tensor
 from .data import get_spec, load_dataset, to_unit_range
 from .profiles import get_profile, runs_dir
 from .train import CheckpointError, TrainConfig, load_checkpoint, load_model
-from .viz import amplify, flow_to_rgb, plot_flow_arrows, to_numpy_image
-from .warp import flow_norm, warp
-from .widgets import ATTACK_KINDS, KIND_LABELS, FigureBox, error_html, run_attack
+from .viz import amplify, flow_to_rgb, plot_flow_arrows, show_image
+from .warp import flow_norm
+from .widgets import ATTACK_KINDS, FigureBox, error_html, measure, measured_text, run_attack
 
 __all__ = ["CachedModel", "find_models", "image_from_bytes", "top_k", "Explorer", "PANELS", "main"]
 
@@ -94,11 +94,7 @@ def top_k(model, x: Tensor, k: int = 3) -> list[tuple[int, float]]:
 
 def _image_figure(img: Tensor, title: str):
     fig, ax = plt.subplots(figsize=(2.6, 2.8))
-    a = to_numpy_image(img)
-    ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    show_image(ax, img, title)
     return fig
 
 
@@ -114,11 +110,7 @@ def _perturbation_figure(s: dict):
     fig, axes = plt.subplots(1, len(parts), figsize=(2.6 * len(parts), 2.9), squeeze=False)
     for ax, (name, d) in zip(axes[0], parts.items(), strict=True):
         peak = d.abs().max().item() * 255 / 2  # in 0-255 levels
-        a = to_numpy_image(amplify(d[0], max(peak, 1e-9)))
-        ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"{name}\nmax |·| = {peak:.1f}/255", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        show_image(ax, amplify(d[0], max(peak, 1e-9)), f"{name}\nmax |·| = {peak:.1f}/255", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -139,10 +131,8 @@ def _flow_figure(s: dict):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(5.2, 2.9))
     plot_flow_arrows(a1, flow, s["x"][0], stride=stride, scale=scale)
     a1.set_title(f"ω as arrows (×{scale:.1f})\nlongest {longest:.3f} px", fontsize=8)
-    a2.imshow(flow_to_rgb(s["flow"], max(eps_w, 1e-9))[0].permute(1, 2, 0).numpy(), interpolation="nearest")
-    a2.set_title(f"ω as colour (Fig. 4)\nfull colour = ε_ω = {eps_w:g} px", fontsize=8)
-    a2.set_xticks([])
-    a2.set_yticks([])
+    show_image(a2, flow_to_rgb(s["flow"], max(eps_w, 1e-9))[0],
+               f"ω as colour (Fig. 4)\nfull colour = ε_ω = {eps_w:g} px", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -239,13 +229,10 @@ class Explorer:
         t = time.perf_counter()
         res = run_attack(kind, self.model, x, y, eps_x, eps_w, int(steps), random_start=random_start)
         seconds = time.perf_counter() - t
-        return {
+        return measure(x, res) | {
             "kind": kind, "eps_x": float(eps_x), "eps_w": float(eps_w), "steps": int(steps), "source": source,
-            "name": name, "x": x, "label": label, "x_adv": res.x_adv, "delta": res.delta, "flow": res.flow,
-            "warped": x if res.flow is None else warp(x, res.flow), "top_clean": top_clean,
+            "name": name, "x": x, "label": label, "top_clean": top_clean,
             "top_adv": top_k(self.model, res.x_adv), "seconds": seconds,
-            "delta_levels": 0.0 if res.delta is None else res.delta.abs().max().item() * 255 / 2,
-            "flow_norm": 0.0 if res.flow is None else flow_norm(res.flow).max().item(),
         }
 
     def figures(self, s: dict) -> dict:
@@ -257,7 +244,7 @@ class Explorer:
             "clean": lambda: _image_figure(
                 s["x"][0], f"clean ({head})\npredicted {c[kc]} ({100 * pc:.0f} %)"),
             "attacked": lambda: _image_figure(
-                s["x_adv"][0], f"{KIND_LABELS[s['kind']]}\npredicted {c[ka]} ({100 * pa:.0f} %)"),
+                s["x_adv"][0], f"{ATTACK_KINDS[s['kind']].label}\npredicted {c[ka]} ({100 * pa:.0f} %)"),
             "perturbation": lambda: _perturbation_figure(s),
             "flow field": lambda: _flow_figure(s),
             "top-3 predictions": lambda: _top3_figure(s, c),
@@ -266,12 +253,9 @@ class Explorer:
     def summary(self, s: dict) -> str:
         c = self.spec.classes
         fooled = s["top_adv"][0][0] != s["label"]
-        _, uses_x, uses_w, _ = ATTACK_KINDS[s["kind"]]
-        sizes = ([f"‖δ‖∞ = {s['delta_levels']:.2f}/255 (ε_x = {s['eps_x']:g})"] if uses_x else []) + (
-            [f"‖ω‖₂,∞ = {s['flow_norm']:.3f} px (ε_ω = {s['eps_w']:g})"] if uses_w else [])
-        return (f"{KIND_LABELS[s['kind']]}, {s['steps']} steps, {s['seconds']:.2f} s: "
+        return (f"{ATTACK_KINDS[s['kind']].label}, {s['steps']} steps, {s['seconds']:.2f} s: "
                 f"{c[s['top_clean'][0][0]]} → <b>{c[s['top_adv'][0][0]]}</b> "
-                f"({'fooled' if fooled else 'not fooled'}); measured {', '.join(sizes)}")
+                f"({'fooled' if fooled else 'not fooled'}); measured {measured_text(s['kind'], s, True)}")
 
     # ------------------------------------------------------------------ widget
     @property
@@ -295,7 +279,7 @@ class Explorer:
             "index": W.IntSlider(value=0, min=0, max=len(self.images) - 1, description="test image #",
                                  continuous_update=False, style=style, layout=wide),
             "upload": W.FileUpload(accept="image/*", multiple=False, description="upload image"),
-            "kind": W.Dropdown(options=[(KIND_LABELS[k], k) for k in ATTACK_KINDS], value="joint",
+            "kind": W.Dropdown(options=[(k.label, name) for name, k in ATTACK_KINDS.items()], value="joint",
                                description="attack", style=style, layout=wide),
             "eps_x": W.FloatSlider(value=8, min=0, max=32, step=1, description="ε_x (/255)",
                                    continuous_update=False, style=style, layout=wide),
@@ -337,8 +321,9 @@ class Explorer:
                     self.controls["source"].value = "test"
                     return
                 elif name == "kind":
-                    _, uses_x, uses_w, _ = ATTACK_KINDS[change["new"]]
-                    self.controls["eps_x"].disabled, self.controls["eps_w"].disabled = not uses_x, not uses_w
+                    k = ATTACK_KINDS[change["new"]]
+                    self.controls["eps_x"].disabled = not k.uses_x
+                    self.controls["eps_w"].disabled = not k.uses_w
             except Exception as e:
                 self._fail(e)
                 return

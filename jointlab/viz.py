@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 from torchvision.utils import flow_to_image
 
-__all__ = ["to_numpy_image", "flow_to_rgb", "amplify", "plot_image_grid", "plot_flow_arrows",
-           "plot_curves"]
+__all__ = ["to_numpy_image", "show_image", "flow_to_rgb", "amplify", "plot_image_grid",
+           "plot_flow_arrows", "plot_curves"]
 
 
 def to_numpy_image(x: Tensor) -> np.ndarray:
@@ -22,6 +22,18 @@ def to_numpy_image(x: Tensor) -> np.ndarray:
     else:
         x = (x.float().clamp(-1, 1) + 1) / 2
     return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
+
+
+def show_image(ax, x: Tensor, title: str | None = None, *, alpha: float = 1.0, fontsize: float = 9):
+    """Draw one image (C, H, W) in [-1, 1] (or uint8 colour) on an axis: grey or RGB, no ticks."""
+    img = to_numpy_image(x)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest",
+              alpha=alpha)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+    return ax
 
 
 def flow_to_rgb(flow: Tensor, scale: float | None = None) -> Tensor:
@@ -52,13 +64,7 @@ def plot_image_grid(columns: Mapping[str, Tensor], captions: Mapping[str, Sequen
     fig, axes = plt.subplots(n, len(names), figsize=(size * len(names), size * n + 0.4), squeeze=False)
     for j, name in enumerate(names):
         for i in range(n):
-            ax = axes[i, j]
-            img = to_numpy_image(columns[name][i])
-            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(name, fontsize=9)
+            ax = show_image(axes[i, j], columns[name][i], name if i == 0 else None)
             if captions and name in captions:
                 ax.set_xlabel(captions[name][i], fontsize=7)
     if title:
@@ -72,8 +78,7 @@ def plot_flow_arrows(ax, flow: Tensor, image: Tensor | None = None, stride: int 
     flow = flow.detach().float().cpu()
     _, h, w = flow.shape
     if image is not None:
-        img = to_numpy_image(image)
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, alpha=0.6)
+        show_image(ax, image, alpha=0.6)
     rows, cols = np.mgrid[0:h:stride, 0:w:stride]
     u, v = flow[0, ::stride, ::stride].numpy(), flow[1, ::stride, ::stride].numpy()
     # image axes point down: an arrow shows where each pixel samples from (u right, v down)

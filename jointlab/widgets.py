@@ -17,6 +17,7 @@ import html
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import torch
@@ -27,26 +28,34 @@ from .evaluate import predict
 from .viz import amplify, flow_to_rgb, plot_image_grid
 from .warp import flow_norm, warp
 
-__all__ = ["ATTACK_KINDS", "KINDS", "run_attack", "figure_png", "FigureBox", "AttackPanel"]
+__all__ = ["AttackKind", "ATTACK_KINDS", "KINDS", "attack_kind", "run_attack", "measure", "measured_text",
+           "figure_png", "FigureBox", "AttackPanel"]
 
-# name -> (attack function, uses ε_x, uses ε_ω, extra keywords)
-ATTACK_KINDS: dict[str, tuple[Callable, bool, bool, dict]] = {
-    "pixel": (A.pgd, True, False, {}),
-    "spatial": (A.spatial, False, True, {}),
-    "joint": (A.joint, True, True, {}),
-    "joint-ps": (A.joint, True, True, {"order": "ps"}),
-    "one-pass": (A.one_pass, True, True, {}),
-    "cascade": (A.cascade, True, True, {}),
+
+class AttackKind(NamedTuple):
+    fn: Callable
+    label: str
+    uses_x: bool  # has a pixel part δ (ε_x)
+    uses_w: bool  # has a flow part ω (ε_ω)
+    extra: dict = {}
+
+
+ATTACK_KINDS: dict[str, AttackKind] = {
+    "pixel": AttackKind(A.pgd, "pixel (PGD)", True, False),
+    "spatial": AttackKind(A.spatial, "spatial (Alg. 1)", False, True),
+    "joint": AttackKind(A.joint, "joint SP (Alg. 2)", True, True),
+    "joint-ps": AttackKind(A.joint, "joint PS (Alg. 2)", True, True, {"order": "ps"}),
+    "one-pass": AttackKind(A.one_pass, "one-pass", True, True),
+    "cascade": AttackKind(A.cascade, "cascade", True, True),
 }
 KINDS = tuple(ATTACK_KINDS)
-KIND_LABELS = {"pixel": "pixel (PGD)", "spatial": "spatial (Alg. 1)", "joint": "joint SP (Alg. 2)",
-               "joint-ps": "joint PS (Alg. 2)", "one-pass": "one-pass", "cascade": "cascade"}
 
 
-def _check_kind(kind: str) -> str:
+def attack_kind(kind: str) -> AttackKind:
+    """The entry of `ATTACK_KINDS`, or a clear error naming the choices."""
     if kind not in ATTACK_KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-    return kind
+    return ATTACK_KINDS[kind]
 
 
 def run_attack(kind: str, model: nn.Module, x: Tensor, y: Tensor, eps_x: float = 8.0, eps_w: float = 0.3,
@@ -54,16 +63,36 @@ def run_attack(kind: str, model: nn.Module, x: Tensor, y: Tensor, eps_x: float =
     """One attack of `ATTACK_KINDS` at budgets (ε_x in levels, ε_ω in pixels), with step sizes
     2.5·ε/steps (Madry et al.'s rule: any number of steps can reach the boundary) and a seeded
     random start, so the same slider position always shows the same result."""
-    fn, uses_x, uses_w, extra = ATTACK_KINDS[_check_kind(kind)]
+    k = attack_kind(kind)
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer; got {steps!r}")
-    kw = dict(extra, steps=steps, random_start=random_start)
-    if uses_x:
+    kw = dict(k.extra, steps=steps, random_start=random_start)
+    if k.uses_x:
         kw.update(eps_x=float(eps_x), step_x=min(2.5 * eps_x / steps, eps_x))
-    if uses_w:
+    if k.uses_w:
         kw.update(eps_w=float(eps_w), step_w=min(2.5 * eps_w / steps, eps_w))
     torch.manual_seed(seed)
-    return fn(model, x, y, **kw)
+    return k.fn(model, x, y, **kw)
+
+
+def measure(x: Tensor, res: A.AttackResult) -> dict:
+    """What a panel shows of an attack's result: the warped image T(x, ω) and the measured
+    ‖δ‖∞ (0–255 levels) and ‖ω‖₂,∞ (pixels) over the batch (0 for a part the attack lacks)."""
+    return {"x_adv": res.x_adv, "delta": res.delta, "flow": res.flow,
+            "warped": x if res.flow is None else warp(x, res.flow),
+            "delta_levels": 0.0 if res.delta is None else res.delta.abs().max().item() * 255 / 2,
+            "flow_norm": 0.0 if res.flow is None else flow_norm(res.flow).max().item()}
+
+
+def measured_text(kind: str, v: dict, with_budgets: bool = False) -> str:
+    """"‖δ‖∞ = …/255, ‖ω‖₂,∞ = … px" for the parts this kind of attack has (and the budgets)."""
+    k = attack_kind(kind)
+    parts = []
+    if k.uses_x:
+        parts.append(f"‖δ‖∞ = {v['delta_levels']:.2f}/255" + (f" (ε_x = {v['eps_x']:g})" * with_budgets))
+    if k.uses_w:
+        parts.append(f"‖ω‖₂,∞ = {v['flow_norm']:.3f} px" + (f" (ε_ω = {v['eps_w']:g})" * with_budgets))
+    return ", ".join(parts)
 
 
 def figure_png(fig, dpi: int = 100) -> bytes:
@@ -145,21 +174,22 @@ class AttackPanel:
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, classes, kind: str = "joint", *,
                  eps_x: float = 8.0, eps_w: float = 0.3, steps: int = 10, max_eps_x: float = 32.0,
                  max_eps_w: float = 1.5, seed: int = 0, save_dir: str | Path | None = None):
-        _, uses_x, uses_w, _ = ATTACK_KINDS[_check_kind(kind)]
+        k = attack_kind(kind)
         if x.ndim != 4 or len(x) != len(y):
             raise ValueError(f"x must be a batch (N, C, H, W) with one label per image in y; got x "
                              f"{tuple(x.shape)} and y {tuple(y.shape)}")
         self.model, self.x, self.y, self.classes = model, x, y, list(classes)
         self.kind, self.steps, self.seed = kind, steps, seed
-        self.uses = {"eps_x": uses_x, "eps_w": uses_w}
+        self.uses = {"eps_x": k.uses_x, "eps_w": k.uses_w}
         self.limits = {"eps_x": max_eps_x, "eps_w": max_eps_w}
-        self.eps = {"eps_x": eps_x if uses_x else 0.0, "eps_w": eps_w if uses_w else 0.0}
+        self.eps = {"eps_x": eps_x if k.uses_x else 0.0, "eps_w": eps_w if k.uses_w else 0.0}
         if save_dir is None:
             from .profiles import runs_dir
 
             save_dir = runs_dir() / "figures"
         self.save_dir = Path(save_dir)
         self._cache: dict[tuple[float, float], dict] = {}
+        self._clean_pred: Tensor | None = None  # the same at every slider position: computed once
         self._widget = None
         self.shown: dict | None = None
         self.error: BaseException | None = None
@@ -172,27 +202,23 @@ class AttackPanel:
         key = (round(eps_x, 6), round(eps_w, 6))
         if key not in self._cache:
             res = run_attack(self.kind, self.model, self.x, self.y, eps_x, eps_w, self.steps, self.seed)
-            warped = self.x if res.flow is None else warp(self.x, res.flow)
-            pred = predict(self.model, res.x_adv)
-            clean_pred = predict(self.model, self.x)
-            self._cache[key] = {
-                "eps_x": eps_x, "eps_w": eps_w, "x_adv": res.x_adv, "delta": res.delta, "flow": res.flow,
-                "warped": warped, "clean_pred": clean_pred, "pred": pred,
-                "accuracy": (pred == self.y.cpu()).float().mean().item(),
-                "clean_accuracy": (clean_pred == self.y.cpu()).float().mean().item(),
-                "delta_levels": 0.0 if res.delta is None else res.delta.abs().max().item() * 255 / 2,
-                "flow_norm": 0.0 if res.flow is None else flow_norm(res.flow).max().item(),
+            if self._clean_pred is None:
+                self._clean_pred = predict(self.model, self.x)
+            pred, clean_pred, y = predict(self.model, res.x_adv), self._clean_pred, self.y.cpu()
+            self._cache[key] = measure(self.x, res) | {
+                "eps_x": eps_x, "eps_w": eps_w, "clean_pred": clean_pred, "pred": pred,
+                "accuracy": (pred == y).float().mean().item(),
+                "clean_accuracy": (clean_pred == y).float().mean().item(),
             }
         return self._cache[key]
 
     def summary(self, v: dict | None = None) -> str:
-        """The numbers under the picture: accuracy and the measured size of each perturbation."""
+        """The numbers under the sliders: accuracy and the measured size of each perturbation."""
         v = v or self.view()
         flipped = int((v["pred"] != v["clean_pred"]).sum())
-        sizes = ([f"‖δ‖∞ = {v['delta_levels']:.2f}/255"] if self.uses["eps_x"] else []) + (
-            [f"‖ω‖₂,∞ = {v['flow_norm']:.3f} px"] if self.uses["eps_w"] else [])
         return (f"accuracy {100 * v['accuracy']:.0f} % (clean {100 * v['clean_accuracy']:.0f} %); "
-                f"prediction changed on {flipped} of {len(v['pred'])} images; measured {', '.join(sizes)}")
+                f"prediction changed on {flipped} of {len(v['pred'])} images; "
+                f"measured {measured_text(self.kind, v)}")
 
     def figure(self, eps_x: float | None = None, eps_w: float | None = None):
         """Columns: clean, warped (joint kinds), δ amplified (pixel/joint), attacked, flow colour."""
@@ -209,7 +235,7 @@ class AttackPanel:
             cols["ω (colour)"] = flow_to_rgb(v["flow"], max(v["eps_w"], 1e-9))
         budgets = ([f"ε_x = {v['eps_x']:g}/255"] if self.uses["eps_x"] else []) + (
             [f"ε_ω = {v['eps_w']:g} px"] if self.uses["eps_w"] else [])
-        title = (f"{KIND_LABELS[self.kind]}, {self.steps} steps: {', '.join(budgets)}  →  "
+        title = (f"{ATTACK_KINDS[self.kind].label}, {self.steps} steps: {', '.join(budgets)}  →  "
                  f"accuracy {100 * v['accuracy']:.0f} %")
         return plot_image_grid(cols, caps, size=1.3, title=title)
 
