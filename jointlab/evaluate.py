@@ -18,7 +18,7 @@ from .attacks import eval_mode
 __all__ = ["predict", "accuracy", "robust_accuracy", "attack_suite", "SUITES", "evaluate", "transfer",
            "sweep", "markdown_table", "PAPER_TABLE1"]
 
-SUITES = ("paper", "quick")
+SUITES = ("paper", "quick", "strong")  # "strong": jointlab.strong, the per-image worst case
 
 # The paper's Table 1 (CIFAR-10, accuracy %): Pristine / FGSM / PGD20 / Spatial / Joint
 PAPER_TABLE1 = {
@@ -79,8 +79,9 @@ def attack_suite(name: str = "paper", eps_x: float = 8, eps_w: float = 0.3, step
     `steps` steps; "-CW" columns use the margin loss, which one-step label-smoothed models cannot
     mask. "paper" adds PGD100; "quick" leaves it out.
     """
-    if name not in SUITES:
-        raise ValueError(f"suite must be one of {SUITES}; got {name!r}")
+    if name not in ("paper", "quick"):
+        raise ValueError(f"suite must be one of ('paper', 'quick') (the strong suite: jointlab.strong); "
+                         f"got {name!r}")
     sw = dict(eps_w=eps_w, step_w=eps_w / 2, steps=steps)
     px = dict(eps_x=eps_x, step_x=2, steps=steps)
     both = px | sw
@@ -109,6 +110,15 @@ def evaluate(model: nn.Module, data, suite: str | dict = "paper", *, eps_x: floa
     With `source`, the attacks are computed on `source` and evaluated on `model` (black-box
     transfer, Table 5).
     """
+    if suite == "strong":
+        if source is not None:
+            raise ValueError("the strong suite is white-box; compute transfer with suite='paper' or 'quick'")
+        from .strong import strong_evaluate
+
+        return strong_evaluate(model, data, eps_x=eps_x, eps_w=eps_w, steps=steps, batch_size=batch_size,
+                               progress=progress).accuracy
+    if isinstance(suite, str) and suite not in SUITES:
+        raise ValueError(f"suite must be one of {SUITES}; got {suite!r}")
     attacks_ = attack_suite(suite, eps_x, eps_w, steps) if isinstance(suite, str) else suite
     attacker = source if source is not None else model
     device = _device_of(model)
