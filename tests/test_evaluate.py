@@ -50,3 +50,12 @@ def test_sweep_and_table(tiny_model, data):
     md = markdown_table({"a": {"X": 50.0, "Y": 12.34}, "b": {"X": 1.0}}, caption="cap")
     assert md.splitlines()[2] == "| model | X | Y |"
     assert "| a | 50.0 | 12.3 |" in md and "| b | 1.0 | – |" in md
+
+
+@pytest.mark.parametrize("name", ["paper", "quick"])
+def test_a_hundred_step_suite_keeps_its_pgd_column(name):
+    suite = attack_suite(name, steps=100)
+    assert suite["PGD100"] == (A.pgd, dict(eps_x=8, step_x=2, steps=100))
+    assert suite["PGD100-CW"][1]["steps"] == 100 and suite["Spatial"][1]["steps"] == 100
+    assert "PGD20" not in attack_suite(name, steps=100)
+    assert {"PGD20", "PGD100"} <= set(attack_suite("paper", steps=20))
