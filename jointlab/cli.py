@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .data import DATASETS, DatasetNotFoundError
-from .train import METHODS, SMOOTHINGS
+from .train import METHODS, SMOOTHINGS, TARGETS
 
 
 def _positive_int(text: str) -> int:
@@ -63,8 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eps-w", type=_budget(32, "pixels"),
                    help="training flow budget in pixels (default: 1%% of the image side)")
     t.add_argument("--order", choices=("sp", "ps"), default="sp", help="joint attack pass order (Table 3)")
-    t.add_argument("--smoothing", choices=SMOOTHINGS, default="simple",
-                   help="label smoothing of one-step methods (default: simple, delta 0.5)")
+    t.add_argument("--target", choices=TARGETS,
+                   help="target of a one-step training attack (default: the method's; random for the "
+                        "paper's Alg. 3, most-confusing for bilateral)")
+    t.add_argument("--smoothing", choices=SMOOTHINGS,
+                   help="labels of the weight update (default: the method's; simple (delta 0.5) for "
+                        "one-step methods, bilateral for bilateral, none for multi-step ones)")
+    t.add_argument("--amp", action=argparse.BooleanOptionalAction,
+                   help="bf16 autocast of the weight update; attacks always run in fp32 "
+                        "(default: on for CUDA devices with bf16 support)")
     t.add_argument("--limit", type=_positive_int, help="train on a fixed random subset of N images")
     t.add_argument("--eval-limit", type=int, default=1000, help="test images for per-epoch accuracy (0: off)")
     t.add_argument("--out", required=True, help="run folder (checkpoint, metrics)")
@@ -113,8 +120,9 @@ def _train(args) -> int:
     cfg = TrainConfig(method=args.method, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
                       milestones=tuple(args.milestones) if args.milestones else None, lr=args.lr,
                       batch_size=args.batch_size, weight_decay=args.weight_decay, eps_x=args.eps_x,
-                      eps_w=args.eps_w, order=args.order, smoothing=args.smoothing, limit=args.limit,
-                      eval_limit=args.eval_limit, seed=args.seed, download=args.download)
+                      eps_w=args.eps_w, order=args.order, target=args.target, smoothing=args.smoothing,
+                      limit=args.limit, eval_limit=args.eval_limit, seed=args.seed, amp=args.amp,
+                      download=args.download)
     result = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress)
     import torch.distributed as dist
 
