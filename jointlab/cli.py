@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--eps-x", type=_budget(255, "0-255 intensity levels"), default=8.0)
     e.add_argument("--eps-w", type=_budget(32, "pixels"), help="default: 1%% of the image side")
     e.add_argument("--steps", type=_positive_int, default=20)
-    e.add_argument("--limit", type=_positive_int, default=1000, help="test images (default 1000)")
+    e.add_argument("--limit", type=_positive_int,
+                   help="attack a fixed random subset of N test images, for a quick look (default: the "
+                        "whole test set, as the paper; 1000 images give about +-1.5 points)")
     e.add_argument("--batch-size", type=_positive_int, default=256)
     e.add_argument("--out", help="write the results as JSON here")
     e.add_argument("--seed", type=int, default=0)
@@ -144,7 +146,7 @@ def _eval(args) -> int:
     import torch
 
     from .data import load_dataset
-    from .evaluate import evaluate, markdown_table
+    from .evaluate import evaluate, markdown_table, standard_error
     from .train import TrainConfig, load_checkpoint, load_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -156,16 +158,17 @@ def _eval(args) -> int:
     torch.manual_seed(args.seed)
     table = evaluate(model, test.batch(), args.suite, eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
                      batch_size=args.batch_size, progress=not args.no_progress, source=source)
+    errors = {column: standard_error(acc, len(test)) for column, acc in table.items()}
     name = f"{cfg.method} {cfg.arch}" + (f" (attacks from {args.source})" if source is not None else "")
-    print(markdown_table({name: table}, caption=(
+    print(markdown_table({name: table, "± s.e.": errors}, caption=(
         f"Accuracy (%) on {len(test)} {cfg.dataset} test images; eps_x = {args.eps_x:g}, "
-        f"eps_w = {eps_w:g}, {args.steps} steps.")))
+        f"eps_w = {eps_w:g}, {args.steps} steps. ± s.e.: binomial standard error, sqrt(p(1 - p) / n).")))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(
             {"checkpoint": args.checkpoint, "source": args.source, "config": cfg.to_dict(),
              "suite": args.suite, "eps_x": args.eps_x, "eps_w": eps_w, "steps": args.steps,
-             "images": len(test), "accuracy": table}, indent=2))
+             "images": len(test), "accuracy": table, "standard_error": errors}, indent=2))
         print(f"results: {args.out}")
     return 0
 

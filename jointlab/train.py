@@ -142,7 +142,7 @@ class TrainConfig:
             raise ValueError(f"target must be one of {TARGETS} or None; got {self.target!r}")
         if self.target is not None and not self.preset.targeted:
             raise ValueError(f"target applies to one-step (targeted) methods; {self.method!r} attacks "
-                             f"untargeted (leave target=None)")
+                             f"untargeted (leave target unset)")
         for name in ("eps_x", "eps_w", "lr", "weight_decay"):
             v = getattr(self, name)
             if v is not None and (not math.isfinite(v) or v < 0):
