@@ -6,6 +6,7 @@ Data is either a pair of tensors (x, y) or an iterable of (x, y) batches such as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -16,7 +17,7 @@ from . import attacks as A
 from .attacks import eval_mode
 
 __all__ = ["predict", "accuracy", "robust_accuracy", "attack_suite", "SUITES", "evaluate", "transfer",
-           "sweep", "markdown_table", "PAPER_TABLE1"]
+           "sweep", "markdown_table", "standard_error", "PAPER_TABLE1"]
 
 SUITES = ("paper", "quick", "strong")  # "strong": jointlab.strong, the per-image worst case
 
@@ -97,7 +98,7 @@ def attack_suite(name: str = "paper", eps_x: float = 8, eps_w: float = 0.3, step
         "Spatial-CW": (A.spatial, sw | dict(loss="cw")),
         "Joint-CW": (A.joint, both | dict(loss="cw")),
     }
-    if name == "quick" or steps == 100:
+    if name == "quick" and steps != 100:  # with steps == 100 the "PGD100" key is the PGD{steps} column
         suite.pop("PGD100")
     return suite
 
@@ -152,6 +153,16 @@ def sweep(model: nn.Module, data, attack: Callable, param: str, values: Sequence
         result = evaluate(model, data, {"acc": (attack, kw)}, batch_size=batch_size, progress=False)
         accs.append(result["acc"])
     return accs
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error (%) of an accuracy (%) measured on n images: 100 · sqrt(p(1 − p) / n)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer (the number of images); got {n!r}")
+    if not 0 <= accuracy <= 100:
+        raise ValueError(f"accuracy must be a percentage in [0, 100]; got {accuracy}")
+    p = accuracy / 100
+    return 100 * math.sqrt(p * (1 - p) / n)
 
 
 def markdown_table(rows: dict[str, dict[str, float]], caption: str | None = None) -> str:

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["cross_entropy", "margin_loss", "dlr_loss", "targeted_dlr_loss", "ATTACK_LOSSES",
-           "random_wrong_labels", "smooth_labels", "bilateral_labels", "soft_cross_entropy"]
+           "random_wrong_labels", "most_confusing_labels", "smooth_labels", "bilateral_labels",
+           "soft_cross_entropy"]
 
 
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
@@ -80,6 +81,14 @@ def random_wrong_labels(y: Tensor, num_classes: int, generator: torch.Generator 
         raise ValueError(f"num_classes must be >= 2 to draw a wrong label; got {num_classes}")
     shift = torch.randint(1, num_classes, y.shape, device=y.device, generator=generator)
     return (y + shift) % num_classes
+
+
+def most_confusing_labels(logits: Tensor, y: Tensor) -> Tensor:
+    """Bilateral AT's target: ŷ = argmax_{k≠y} z_k, the wrong class the model finds likeliest."""
+    if logits.dim() != 2 or logits.shape[1] < 2 or logits.shape[0] != len(y):
+        raise ValueError(f"logits must have shape (N, C) with C >= 2 and N = len(y) = {len(y)}; "
+                         f"got {tuple(logits.shape)}")
+    return logits.detach().scatter(1, y[:, None], -torch.inf).argmax(1)
 
 
 def smooth_labels(y: Tensor, num_classes: int, delta: float = 0.5) -> Tensor:

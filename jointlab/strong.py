@@ -28,7 +28,6 @@ are exactly zero.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -170,11 +169,6 @@ class RobustnessReport:
                                 for d in self.diagnostics]}
 
 
-def _stderr(p_percent: float, n: int) -> float:
-    p = p_percent / 100
-    return 100 * math.sqrt(p * (1 - p) / n) if n else float("nan")
-
-
 def _random_point(x: Tensor, threat: str, eps_x: float, eps_w: float) -> Tensor:
     """A uniformly random point of the threat model (the random start of its attacks), as an image."""
     flow = FlowBall(eps_w).random_init(x) if threat in ("spatial", "joint") else None
@@ -211,7 +205,7 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     diagnostics (ε_x = 128 levels, ε_ω = a quarter of the side by default), `source`: a second model
     whose transferred attacks must not beat the white-box ones.
     """
-    from .evaluate import _batches, _num_batches, attack_suite
+    from .evaluate import _batches, _num_batches, attack_suite, standard_error
 
     for name, v in (("apgd_steps", apgd_steps), ("top_k", top_k), ("restarts", restarts), ("steps", steps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -292,7 +286,7 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     passes["Union"] = sum(passes[c] for c in paper) + sum(member_passes.values())
     accuracy = {c: 100.0 * correct[c] / total for c in columns}
     report = RobustnessReport(
-        accuracy=accuracy, stderr={c: _stderr(a, total) for c, a in accuracy.items()},
+        accuracy=accuracy, stderr={c: standard_error(a, total) for c, a in accuracy.items()},
         passes={c: passes[c] / total for c in columns}, images=total,
         settings=dict(eps_x=eps_x, eps_w=eps_w, steps=steps, apgd_steps=apgd_steps, top_k=top_k,
                       restarts=restarts))
