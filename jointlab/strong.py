@@ -192,16 +192,17 @@ def _correct(model, x, y) -> Tensor:
 
 def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 0.3, steps: int = 20,
                     apgd_steps: int = 100, top_k: int = 9, restarts: int = 1, threats=A.THREATS,
-                    batch_size: int = 256,
+                    suite: str = "paper", batch_size: int = 256,
                     diagnostics: bool = True, huge_eps_x: float = 128, huge_eps_w: float | None = None,
                     source: nn.Module | None = None, progress: bool = True) -> RobustnessReport:
-    """The paper's columns (`attack_suite("paper")`: Pristine, FGSM, PGD, Spatial, Joint SP/PS, CW
+    """The paper's columns (`attack_suite(suite)`: Pristine, FGSM, PGD, Spatial, Joint SP/PS, CW
     columns), then "Pixel (worst)", "Spatial (worst)", "Joint (worst)" and "Union" (see the module
     docstring), with gradient-masking diagnostics.
 
     Args: eps_x (0–255 levels), eps_w (pixels), steps of the paper's attacks (20), apgd_steps (APGD's
     N_iter, 100), top_k targets of APGD-T (9), restarts of APGD-CE/DLR (1), `threats`: the threat
-    models to evaluate (default all three; the paper's columns and the union follow), huge budgets of the
+    models to evaluate (default all three; the paper's columns and the union follow), `suite`: the
+    paper's columns to start from ("paper", or "quick" without PGD100), huge budgets of the
     diagnostics (ε_x = 128 levels, ε_ω = a quarter of the side by default), `source`: a second model
     whose transferred attacks must not beat the white-box ones.
     """
@@ -215,7 +216,7 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
         raise ValueError(f"threats must be a non-empty selection of {A.THREATS}; got {threats!r}")
     device = next(model.parameters()).device
     counter = PassCounter(model)
-    paper = {k: v for k, v in attack_suite("paper", eps_x, eps_w, steps).items()
+    paper = {k: v for k, v in attack_suite(suite, eps_x, eps_w, steps).items()
              if v[0] is not None and _THREAT_OF[v[0]] in threats}
     members = strong_members(eps_x, eps_w, apgd_steps, top_k, restarts)
     members = {t: members[t] for t in threats}
