@@ -121,7 +121,7 @@ def _run(name: str, fn: Callable, cases: list[tuple[str, tuple]], atol: float = 
             print(f"{name}: not written yet (it raises NotImplementedError). Write it in the cell above.")
             return False
         _compare(name, case, got, ref(*args), atol)
-    print(f"{name}: all {len(cases)} cases pass ({', '.join(c for c, _ in cases)}).")
+    print(f"{name}: all {len(cases)} cases pass.")
     return True
 
 
