@@ -35,7 +35,10 @@ def run(only: list[str] | None = None, profile: str = "quick", out: str | Path |
     notebooks = [nb for nb in sequence() if not only or any(nb.name.startswith(o) for o in only)]
     if not notebooks:
         raise ValueError(f"no notebook matches {only}; the sequence is {[nb.name for nb in sequence()]}")
-    params = {"profile": profile, "out_dir": str(out.resolve())} | (parameters or {})
+    # solutions=True: the exercise cells run the library's reference, so CI checks the checkers;
+    # progress=False: no frozen progress bars or epoch logs in the executed notebooks
+    params = {"profile": profile, "out_dir": str(out.resolve()), "solutions": True,
+              "progress": False} | (parameters or {})
     if cache:
         params["cache_dir"] = str(Path(cache).resolve())
     timings = []

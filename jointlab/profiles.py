@@ -50,6 +50,7 @@ class Profile:
     out_dir: str | None = None  # None: runs_dir()/notebooks
     cache_dir: str | None = None  # None: runs_dir()/cache
     seed: int = 0
+    progress: bool = True  # progress bars while training; the headless runner turns them off
 
     def __post_init__(self):
         spec = get_spec(self.dataset)
@@ -69,8 +70,10 @@ class Profile:
                 "eval_limit": min(self.test_limit, 500)}
         return TrainConfig(**(base | overrides))
 
-    def train(self, method: str, progress: bool = True, **overrides) -> TrainResult:
-        """`load_or_train` for `method` under this profile: instant when cached."""
+    def train(self, method: str, progress: bool | None = None, **overrides) -> TrainResult:
+        """`load_or_train` for `method` under this profile: instant when cached (progress=None: the
+        profile's setting)."""
+        progress = self.progress if progress is None else progress
         return load_or_train(self.train_config(method, **overrides), self.cache, device=self.device,
                              progress=progress)
 

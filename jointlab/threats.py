@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from .warp import largest_not_above, project_flow, vector_sign
+from .warp import flow_norm, largest_not_above, project_flow, vector_sign
 
 __all__ = ["levels_to_unit", "PixelBall", "FlowBall"]
 
@@ -95,13 +95,21 @@ class FlowBall:
     Args:
         eps: radius ε_ω in pixels (paper: 0.3 = 1 % of a 32-pixel side).
         step: step size α in pixels (paper: 0.15 at test time, 0.1 in multi-step training).
+        rule: the ascent direction of a step, for the ablation in notebook 2: "vector_sign" (the
+            paper's Eq. 8, the steepest ascent under ℓ2,∞), "sign" (FGSM's per-coordinate sign, the
+            steepest ascent under ℓ∞: diagonal steps √2·α long) or "gradient" (the raw gradient,
+            scaled so that the longest vector of each image is α long).
     """
 
     name = "flow"
+    RULES = ("vector_sign", "sign", "gradient")
 
-    def __init__(self, eps: float = 0.3, step: float = 0.15):
+    def __init__(self, eps: float = 0.3, step: float = 0.15, rule: str = "vector_sign"):
         self.eps = _check_budget("eps_w", eps)
         self.step_size = _check_budget("step_w", step)
+        if rule not in self.RULES:
+            raise ValueError(f"rule must be one of {self.RULES}; got {rule!r}")
+        self.rule = rule
 
     def zeros(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
@@ -114,9 +122,13 @@ class FlowBall:
         angle = 2.0 * math.pi * torch.rand((n, 1, h, w), dtype=x.dtype, device=x.device)
         return self.project(torch.cat((radius * angle.cos(), radius * angle.sin()), dim=1))
 
-    @staticmethod
-    def direction(grad: Tensor) -> Tensor:
-        """Steepest ascent of a linear function in the ℓ2,∞ ball: the vector sign sign→(∇_ω L) (Eq. 8)."""
+    def direction(self, grad: Tensor) -> Tensor:
+        """The ascent direction of a step: the vector sign sign→(∇_ω L) (Eq. 8), the steepest ascent
+        of a linear function in the ℓ2,∞ ball; or the ablation's per-coordinate sign or raw gradient."""
+        if self.rule == "sign":
+            return grad.sign()
+        if self.rule == "gradient":
+            return grad / flow_norm(grad).clamp_min(torch.finfo(grad.dtype).tiny).view(-1, 1, 1, 1)
         return vector_sign(grad)
 
     def step(self, flow: Tensor, grad: Tensor, size: float | Tensor | None = None) -> Tensor:
@@ -129,4 +141,5 @@ class FlowBall:
         return project_flow(flow, self.eps)
 
     def __repr__(self) -> str:
-        return f"FlowBall(eps={self.eps:g} px, step={self.step_size:g} px)"
+        rule = "" if self.rule == "vector_sign" else f", rule={self.rule!r}"
+        return f"FlowBall(eps={self.eps:g} px, step={self.step_size:g} px{rule})"

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 from torchvision.utils import flow_to_image
 
-__all__ = ["to_numpy_image", "show_image", "flow_to_rgb", "amplify", "plot_image_grid",
-           "plot_flow_arrows", "plot_curves"]
+__all__ = ["to_numpy_image", "show_image", "flow_to_rgb", "flow_wheel", "add_flow_legend", "amplify",
+           "prediction_captions", "plot_image_grid", "plot_flow_arrows", "plot_curves", "psnr",
+           "plot_steepest_ascent"]
 
 
 def to_numpy_image(x: Tensor) -> np.ndarray:
@@ -51,14 +52,47 @@ def flow_to_rgb(flow: Tensor, scale: float | None = None) -> Tensor:
     return flow_to_image(torch.cat([clipped, ref], dim=3))[..., :w]
 
 
+def flow_wheel(scale: float, size: int = 65) -> Tensor:
+    """The colour key of `flow_to_rgb(·, scale)`: the flow (u, v) at each point of a disc of radius
+    `scale`, coloured as a flow picture would colour it; white outside the disc. uint8 (3, size, size)."""
+    r = torch.linspace(-scale, scale, size)
+    v, u = torch.meshgrid(r, r, indexing="ij")  # rows point down, like v
+    wheel = flow_to_rgb(torch.stack((u, v))[None], scale)[0]
+    outside = (u.pow(2) + v.pow(2)).sqrt() > scale
+    return wheel.masked_fill(outside[None], 255)
+
+
+def add_flow_legend(fig, scale: float, *, rect=(1.0, 0.4, 0.14, 0.2)):
+    """Add the colour wheel of flow pictures to a figure (an inset at `rect`, figure coordinates):
+    hue = direction in which a pixel samples, saturation = length, full colour = `scale` pixels."""
+    ax = fig.add_axes(rect)
+    show_image(ax, flow_wheel(scale))
+    ax.set_title(f"flow colour\nfull = {scale:g} px", fontsize=7)
+    ax.set_xlabel("u → (right)", fontsize=6)
+    ax.set_ylabel("v → (down)", fontsize=6)
+    return ax
+
+
+def prediction_captions(model, images: Tensor, y: Tensor, classes: Sequence[str]) -> list[str]:
+    """Captions 'pred ✓' or 'pred ✗ (true: label)' for a batch; `plot_image_grid` draws ✗ in red."""
+    with torch.no_grad():
+        pred = model(images).argmax(1).tolist()
+    return [f"{classes[p]} ✓" if p == t else f"{classes[p]} ✗\n(true: {classes[t]})"
+            for p, t in zip(pred, y.tolist(), strict=True)]
+
+
 def amplify(delta: Tensor, eps_levels: float) -> Tensor:
     """Map a pixel perturbation with ‖δ‖∞ ≤ ε_x (levels) to [-1, 1] for display (grey = 0)."""
     return (delta / (eps_levels * 2 / 255)).clamp(-1, 1) if eps_levels > 0 else torch.zeros_like(delta)
 
 
 def plot_image_grid(columns: Mapping[str, Tensor], captions: Mapping[str, Sequence[str]] | None = None,
-                    *, size: float = 1.6, title: str | None = None):
-    """One column per entry (a batch of [-1, 1] images or uint8 colour images), one row per sample."""
+                    *, size: float = 1.6, title: str | None = None, flow_scale: float | None = None):
+    """One column per entry (a batch of [-1, 1] images or uint8 colour images), one row per sample.
+
+    Captions that contain ✗ (a wrong prediction, see `prediction_captions`) are drawn in red; with
+    `flow_scale` the figure gets the colour-wheel legend of its flow columns.
+    """
     names = list(columns)
     n = len(next(iter(columns.values())))
     fig, axes = plt.subplots(n, len(names), figsize=(size * len(names), size * n + 0.4), squeeze=False)
@@ -66,10 +100,13 @@ def plot_image_grid(columns: Mapping[str, Tensor], captions: Mapping[str, Sequen
         for i in range(n):
             ax = show_image(axes[i, j], columns[name][i], name if i == 0 else None)
             if captions and name in captions:
-                ax.set_xlabel(captions[name][i], fontsize=7)
+                text = captions[name][i]
+                ax.set_xlabel(text, fontsize=7, color="red" if "✗" in text else "black")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if flow_scale is not None:
+        add_flow_legend(fig, flow_scale, rect=(1.0, 0.45, 0.6 / len(names), 0.6 / n))
     return fig
 
 
@@ -110,5 +147,41 @@ def plot_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xl
     if title:
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def psnr(images: Tensor, reference: Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of [-1, 1] images against a reference (peak-to-peak 2):
+    10 · log10(2² / MSE). Higher is closer; identical images give inf."""
+    mse = (images.double() - reference.double()).pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * float(np.log10(4.0 / mse))
+
+
+def plot_steepest_ascent(grad: tuple[float, float] = (1.0, 0.4), ax=None):
+    """Why Eq. 8: the unit step that raises a linear loss g·s most, over the ℓ∞ square (FGSM's sign,
+    a corner) and over the disc of one flow vector (the vector sign, g/‖g‖). The sign step is √2
+    long, leaves the disc, and projected back it points along the diagonal, not along g."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 4.2))
+    g = np.asarray(grad, dtype=float)
+    sign, vsign = np.sign(g), g / np.linalg.norm(g)
+    projected = sign / np.linalg.norm(sign)
+    ax.add_patch(plt.Rectangle((-1, -1), 2, 2, fill=False, ls="--", color="gray", label="ℓ∞ ball (square)"))
+    ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="tab:blue", label="flow ball ‖(u, v)‖ ≤ 1"))
+    for vec, colour, text in [(g / np.linalg.norm(g) * 1.35, "black", "gradient g"),
+                              (sign, "tab:red", f"sign(g): g·s = {g @ sign:.2f}"),
+                              (projected, "tab:orange", f"sign(g) projected: g·s = {g @ projected:.2f}"),
+                              (vsign, "tab:blue", f"vector sign: g·s = {g @ vsign:.2f}")]:
+        ax.annotate("", vec, (0, 0), arrowprops=dict(arrowstyle="->", color=colour, lw=2))
+        ax.plot([], [], color=colour, lw=2, label=text)
+    ax.set_xlim(-1.5, 1.6)
+    ax.set_ylim(-1.5, 1.6)
+    ax.set_aspect("equal")
+    ax.axhline(0, color="lightgray", lw=0.5)
+    ax.axvline(0, color="lightgray", lw=0.5)
+    ax.set_xlabel("u")
+    ax.set_ylabel("v")
+    ax.legend(fontsize=7, loc="lower left")
     ax.figure.tight_layout()
     return ax.figure

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["warp", "flow_norm", "vector_sign", "project_flow", "largest_not_above"]
+__all__ = ["warp", "flow_norm", "vector_sign", "project_flow", "largest_not_above", "flow_smoothness"]
 
 _PADDING_MODES = ("border", "zeros", "reflection")
 
@@ -105,3 +105,15 @@ def project_flow(flow: Tensor, eps: float) -> Tensor:
     shrink = 1.0 - 4.0 * torch.finfo(flow.dtype).eps
     scale = torch.where(length > eps, eps * shrink / length.clamp_min(tiny), torch.ones_like(length))
     return flow * scale
+
+
+def flow_smoothness(flow: Tensor) -> Tensor:
+    """stAdv's flow loss (Xiao et al. 2018), for comparison with Eq. 6: Σ_p Σ_{q ∈ N(p)}
+    √(‖u_p − u_q‖² + ‖v_p − v_q‖²) over the 4-neighbours q of every pixel p; one value per sample.
+    It penalizes *uneven* flows, not long ones: a constant shift costs nothing."""
+    if flow.dim() != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow must have shape (N, 2, H, W); got {tuple(flow.shape)}")
+    dx = flow[..., :, 1:] - flow[..., :, :-1]
+    dy = flow[..., 1:, :] - flow[..., :-1, :]
+    # each neighbour pair is counted from both sides, as in stAdv's sum over p and q ∈ N(p)
+    return 2 * (_vector_length(dx).flatten(1).sum(1) + _vector_length(dy).flatten(1).sum(1))

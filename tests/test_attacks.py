@@ -225,3 +225,19 @@ def test_trusted_inputs_skips_only_the_value_checks(tiny_model):
             A.pgd(tiny_model, x, y, steps=0)
     with pytest.raises(ValueError, match="x must have values in"):
         A.fgsm(tiny_model, x + 1.5, y)
+
+
+def test_flow_step_rules_of_the_ablation():
+    """FlowBall's step rules: the vector sign moves every pixel by α, the sign by α√2 on diagonals,
+    the raw gradient moves the longest vector by α; a wrong rule is refused by name."""
+    g = torch.tensor([[3.0, 4.0], [0.3, 0.0]]).T.reshape(1, 2, 1, 2)
+    zero = torch.zeros_like(g)
+    lengths = {r: FlowBall(1.0, 0.1, rule=r).step(zero, g).norm(dim=1).flatten().tolist()
+               for r in FlowBall.RULES}
+    assert lengths["vector_sign"] == pytest.approx([0.1, 0.1])
+    assert lengths["sign"] == pytest.approx([0.1 * 2**0.5, 0.1])
+    assert lengths["gradient"] == pytest.approx([0.1, 0.006])
+    ball = FlowBall(0.05, 0.1, rule="sign")
+    assert flow_norm(ball.project(ball.step(zero, g))) <= 0.05
+    with pytest.raises(ValueError, match="rule must be one of"):
+        FlowBall(0.3, rule="l2")

@@ -40,3 +40,41 @@ def test_notebook_executes_in_the_quick_profile(prefix, quick_runs):
     executed = json.loads((out / timings[0]["notebook"]).read_text())
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+def _markdown(path) -> list[str]:
+    cells = json.loads(path.read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+
+
+@pytest.mark.parametrize("path", sequence(NOTEBOOKS), ids=[p.name for p in sequence(NOTEBOOKS)])
+def test_notebook_teaches_a_lesson(path):
+    """Issue 9's structure: goals, rendered equations, something to try, take-aways, questions."""
+    cells = _markdown(path)
+    text = "\n".join(cells)
+    assert "## What you will learn" in text, "state the learning goals (and the run time)"
+    assert any(c.lstrip().startswith("**Try this**") for c in cells), "give the learner something to try"
+    assert "## Take-aways" in text
+    assert "$" in text, "write the paper's equations in LaTeX"
+    questions = text.split("## Check your understanding", 1)
+    assert len(questions) == 2, "end with questions"
+    answers = questions[1].count("<details><summary>Answer</summary>")
+    assert 2 <= answers <= 3, "2-3 questions, each answer in a collapsed <details>"
+    assert questions[1].count("</details>") == answers
+
+
+EXERCISES = {"02": ("vector_sign", "project_flow"), "03": ("spatial_step",), "04": ("joint_step",),
+             "05": ("smooth_labels", "random_targets")}
+
+
+@pytest.mark.parametrize("prefix", sorted(EXERCISES))
+def test_exercise_notebooks_carry_the_stub_and_the_checker(prefix):
+    (path,) = [nb for nb in sequence(NOTEBOOKS) if nb.name.startswith(prefix)]
+    nb = json.loads(path.read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    params = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    assert "solutions = False" in "".join(params["source"])
+    source = "\n".join(code)
+    assert "raise NotImplementedError" in source
+    for name in EXERCISES[prefix]:
+        assert f"check_{name}(" in source, name

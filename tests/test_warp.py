@@ -117,3 +117,14 @@ def test_warp_rejects_non_finite_flow():
     flow[0, 0, 1, 1] = float("nan")
     with pytest.raises(ValueError, match="flow must be finite"):
         warp(torch.zeros(1, 1, 4, 4), flow)
+
+
+def test_flow_smoothness_is_stadvs_penalty_and_ignores_constant_shifts():
+    from jointlab.warp import flow_smoothness
+
+    flow = torch.zeros(2, 2, 5, 5)
+    flow[0, 0] = 3.0  # a constant shift costs nothing
+    flow[1, :, 2, 2] = torch.tensor([0.6, 0.8])  # one interior vector of length 1: 4 neighbours, both ways
+    assert flow_smoothness(flow).tolist() == pytest.approx([0.0, 8.0])
+    with pytest.raises(ValueError, match="flow must have shape"):
+        flow_smoothness(torch.zeros(1, 3, 5, 5))
