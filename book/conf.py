@@ -2,6 +2,7 @@
 # The notebooks are rendered with the outputs `make demo` stored in them: nothing is executed here.
 project = "jointlab"
 author = "jointlab developers"
+copyright = "jointlab developers (MIT licence)"
 extensions = ["myst_nb"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 nb_execution_mode = "off"

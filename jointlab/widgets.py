@@ -289,7 +289,7 @@ class AttackPanel:
         display(HTML(self.static_html()))
 
     # ------------------------------------------------------------------ kernel-free copy
-    def static_positions(self, n: int = 7) -> dict[str, list[float]]:
+    def static_positions(self, n: int = 6) -> dict[str, list[float]]:
         """`n` budgets per slider this kind uses: 0 to the slider's maximum on the slider's grid
         (ε_x in whole levels, ε_ω in 0.02 px), plus the panel's own budget."""
         if not isinstance(n, int) or not 2 <= n <= 16:
@@ -303,7 +303,7 @@ class AttackPanel:
                 out[name] = sorted(values)
         return out
 
-    def static_html(self, n: int = 7, dpi: int = 72) -> str:
+    def static_html(self, n: int = 6, dpi: int = 72) -> str:
         """A self-contained HTML/JS copy of the panel (no kernel, no network): range sliders over
         `n` precomputed budgets each, swapping the picture (attacked images, flow colours) and the
         numbers. With two sliders (joint kinds) the positions form a cross through the panel's
