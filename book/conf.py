@@ -17,5 +17,6 @@ html_theme = "alabaster"
 html_theme_options = {"show_powered_by": False, "page_width": "1100px", "sidebar_width": "230px"}
 html_title = "jointlab: Joint Adversarial Training, a notebook-first kit"
 html_show_sourcelink = False
+html_copy_source = False  # the notebooks are in the repository; keep the site small
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 suppress_warnings = ["mystnb.unknown_mime_type"]

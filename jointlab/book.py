@@ -91,7 +91,8 @@ def build(executed: str | Path | None = None, out: str | Path | None = None) -> 
     start = time.perf_counter()
     src = stage(executed, out / "src")
     html = out / "html"
-    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-E", "-j", "auto", str(src), str(html)]
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-E", "-j", "auto",
+           "-d", str(out / "doctrees"), str(src), str(html)]
     subprocess.run(cmd, check=True)
     size = sum(f.stat().st_size for f in html.rglob("*") if f.is_file())
     print(f"book built in {time.perf_counter() - start:.0f} s: {html / 'index.html'} ({size / 1e6:.1f} MB)")
