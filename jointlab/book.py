@@ -61,8 +61,11 @@ def results_page(executed: Path) -> str:
 
 def stage(executed: str | Path, src: str | Path) -> Path:
     """Sphinx sources in `src`: book/, the executed notebooks 00-07, the results page, MathJax."""
-    import mathjax  # the pip package django-static-mathjax
-
+    try:
+        import mathjax  # the pip package django-static-mathjax
+        import myst_nb  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"the book needs Sphinx, MyST-NB and MathJax: pip install -e '.[book]' ({e})") from e
     executed, src = Path(executed), Path(src)
     notebooks = [executed / nb.name for nb in sequence()]
     missing = [nb.name for nb in notebooks if not nb.exists()]
