@@ -65,7 +65,8 @@ def stage(executed: str | Path, src: str | Path) -> Path:
         import mathjax  # the pip package django-static-mathjax
         import myst_nb  # noqa: F401
     except ImportError as e:
-        raise ImportError(f"the book needs Sphinx, MyST-NB and MathJax: pip install -e '.[book]' ({e})") from e
+        raise ImportError(f"the book needs Sphinx, MyST-NB and MathJax: pip install -e '.[book]' "
+                          f"({e})") from e
     executed, src = Path(executed), Path(src)
     notebooks = [executed / nb.name for nb in sequence()]
     missing = [nb.name for nb in notebooks if not nb.exists()]
