@@ -6,16 +6,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= runs/notebooks
+BOOK ?= runs/book
 
 PORT ?= 8866
 # Jupyter servers refuse to run as root without this flag (CI and containers run as root)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv data lint test demo lab explore bench clean
+.PHONY: help venv data lint test demo book lab explore bench clean
 
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
 	@echo "make test   lint (ruff) + unit, notebook and browser tests (pytest)"
+	@echo "make book   the static site of the notebooks make demo executed: $(BOOK)/html/index.html"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make explore  serve the attack explorer app with Voila on http://localhost:$(PORT)/"
 	@echo "make bench  time attack steps against a bare forward/backward (bench/README.md)"
@@ -42,6 +44,10 @@ test: lint data
 
 demo: data
 	$(BIN)/python -m jointlab.notebooks run --out $(OUT)
+
+# needs the executed notebooks of `make demo` in $(OUT); builds offline, nothing is re-executed
+book: venv
+	$(BIN)/python -m jointlab.book build --notebooks $(OUT) --out $(BOOK)
 
 lab: data
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -280,6 +282,81 @@ class AttackPanel:
             self.numbers.value = error_html(e)
 
     def _ipython_display_(self):
-        from IPython.display import display
+        from IPython.display import HTML, display
 
         display(self.widget)
+        # under the live sliders, a precomputed copy that still works in a rendered page (no kernel)
+        display(HTML(self.static_html()))
+
+    # ------------------------------------------------------------------ kernel-free copy
+    def static_positions(self, n: int = 6) -> dict[str, list[float]]:
+        """`n` budgets per slider this kind uses: 0 to the slider's maximum on the slider's grid
+        (ε_x in whole levels, ε_ω in 0.02 px), plus the panel's own budget."""
+        if not isinstance(n, int) or not 2 <= n <= 16:
+            raise ValueError(f"n must be an integer number of positions per slider, 2 to 16; got {n!r}")
+        grid = {"eps_x": 1.0, "eps_w": 0.02}
+        out = {}
+        for name, used in self.uses.items():
+            if used:
+                values = {round(round(self.limits[name] * i / (n - 1) / grid[name]) * grid[name], 6)
+                          for i in range(n)} | {round(self.eps[name], 6)}
+                out[name] = sorted(values)
+        return out
+
+    def static_html(self, n: int = 6, dpi: int = 72) -> str:
+        """A self-contained HTML/JS copy of the panel (no kernel, no network): range sliders over
+        `n` precomputed budgets each, swapping the picture (attacked images, flow colours) and the
+        numbers. With two sliders (joint kinds) the positions form a cross through the panel's
+        budgets: moving one slider puts the other back at its budget (n_x + n_ω − 1 attacks, not
+        n_x·n_ω). Elements carry `jl-static-*` classes for tests."""
+        positions = self.static_positions(n)
+        start = {name: values.index(round(self.eps[name], 6)) for name, values in positions.items()}
+        frames = {}
+        for name, values in positions.items():
+            for i in range(len(values)):
+                index = dict(start, **{name: i})
+                key = ",".join(str(index[k]) for k in positions)
+                if key in frames:
+                    continue
+                budgets = {k: positions[k][index[k]] for k in positions}
+                v = self.view(budgets.get("eps_x", 0.0), budgets.get("eps_w", 0.0))
+                png = figure_png(self.figure(v["eps_x"], v["eps_w"]), dpi)
+                frames[key] = {"src": "data:image/png;base64," + base64.b64encode(png).decode(),
+                               "text": self.summary(v)}
+        uid = f"jl-static-{uuid.uuid4().hex[:12]}"
+        labels = {"eps_x": ("ε_x", "/255"), "eps_w": ("ε_ω", "px")}
+        sliders = "".join(
+            f'<label style="margin-right:1.5em">{labels[name][0]} '
+            f'<input class="jl-static-slider" type="range" data-name="{name}" min="0" '
+            f'max="{len(values) - 1}" step="1" value="{start[name]}" style="vertical-align:middle"> '
+            f'<span class="jl-static-readout">{values[start[name]]:g}</span> {labels[name][1]}</label>'
+            for name, values in positions.items())
+        first = frames[",".join(str(start[k]) for k in positions)]
+        counts = ", ".join(f"{len(v)} values of {labels[k][0]}" for k, v in positions.items())
+        note = (f"precomputed at {counts}"
+                + (" (moving one slider puts the other back at its budget)" if len(positions) > 1 else "")
+                + "; works without a kernel")
+        data = json.dumps({"names": list(positions), "values": positions, "start": start, "frames": frames})
+        return f"""<div class="jl-static-panel" id="{uid}" style="font-size:0.9em">
+<div class="jl-static-note" style="color:#555;font-style:italic">{html.escape(note)}</div>
+<div>{sliders}</div>
+<div class="jl-static-text">{html.escape(first["text"])}</div>
+<img class="jl-static-image" alt="{html.escape(ATTACK_KINDS[self.kind].label)} at the chosen budgets"
+ src="{first["src"]}">
+</div>
+<script>
+(function () {{
+  const root = document.getElementById("{uid}"), data = {data};
+  const sliders = Array.from(root.querySelectorAll(".jl-static-slider"));
+  function show(moved) {{
+    for (const s of sliders) if (s !== moved) s.value = data.start[s.dataset.name];
+    for (const s of sliders) s.parentElement.querySelector(".jl-static-readout").textContent =
+      data.values[s.dataset.name][Number(s.value)];
+    const key = data.names.map(n => root.querySelector(`[data-name="${{n}}"]`).value).join(",");
+    const frame = data.frames[key];
+    root.querySelector(".jl-static-image").src = frame.src;
+    root.querySelector(".jl-static-text").textContent = frame.text;
+  }}
+  for (const s of sliders) s.addEventListener("input", () => show(s));
+}})();
+</script>"""

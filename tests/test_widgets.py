@@ -136,3 +136,25 @@ def test_bad_panel_arguments(tiny_model, batch):
         AttackPanel(tiny_model, *batch, CLASSES, kind="rotation")
     with pytest.raises(ValueError, match="x must be a batch"):
         AttackPanel(tiny_model, batch[0][0], batch[1], CLASSES)
+
+
+def test_static_html_precomputes_every_slider_position(tiny_model, batch, tmp_path):
+    import json
+    import re
+
+    panel = AttackPanel(tiny_model, *batch, CLASSES, kind="joint", steps=2, save_dir=tmp_path)
+    positions = panel.static_positions(4)
+    assert positions["eps_x"][0] == 0 and positions["eps_x"][-1] == panel.limits["eps_x"]
+    assert 8.0 in positions["eps_x"]  # the panel's own budget is one of the positions
+    assert set(positions) == {"eps_x", "eps_w"}
+    page = panel.static_html(4, dpi=30)
+    data = json.loads(re.search(r"data = (\{.*\});", page).group(1))
+    # a cross through the panel's budgets: one frame per position of each slider, shared centre
+    assert len(data["frames"]) == sum(len(v) for v in positions.values()) - (len(positions) - 1)
+    assert page.count('class="jl-static-slider"') == len(positions)
+    texts = {f["text"] for f in data["frames"].values()}
+    assert all(t.startswith("accuracy ") for t in texts)
+    assert len({f["src"] for f in data["frames"].values()}) == len(data["frames"])  # each picture differs
+    assert "http" not in page  # self-contained: nothing to fetch
+    with pytest.raises(ValueError, match="n must be"):
+        panel.static_html(1)
