@@ -115,8 +115,9 @@ def _key(notebook: Path, params: dict) -> str:
 
 def _labels(param_sets: list[dict]) -> list[str]:
     """Short row names: the parameters that differ between jobs ("joint, eps_x=4")."""
-    varying = [k for k in dict.fromkeys(k for p in param_sets for k in p)
-               if len({json.dumps(p.get(k), default=str) for p in param_sets}) > 1]
+    varying = sorted({k for p in param_sets for k in p
+                      if len({json.dumps(q.get(k), default=str) for q in param_sets}) > 1},
+                     key=lambda k: (k != "method", k))  # the same names whatever the order given
     labels = []
     for p in param_sets:
         parts = [str(p[k]) if k == "method" else f"{k}={p.get(k)}" for k in varying if k in p]
@@ -195,9 +196,8 @@ def run_job(job: Job, kernel_name: str = "python3") -> dict:
         pm.execute_notebook(job.notebook, str(d / Path(job.notebook).name), parameters=params,
                             cwd=str(Path(job.notebook).parent), kernel_name=kernel_name, progress_bar=False)
     except PapermillExecutionError as e:
-        source = [line for line in e.source.splitlines() if line.strip()]
         status.update(state="failed", error={"cell": e.exec_count, "ename": e.ename, "evalue": e.evalue,
-                                             "source": source[0] if source else ""})
+                                             "source": _failing_line(e)})
     except Exception as e:  # the kernel died, a missing kernel, ...
         status.update(state="failed", error={"cell": None, "ename": type(e).__name__, "evalue": str(e)})
     else:
@@ -208,6 +208,17 @@ def run_job(job: Job, kernel_name: str = "python3") -> dict:
     status["seconds"] = round(time.time() - status["started"], 2)
     _write_json(d / "status.json", status)
     return status
+
+
+def _failing_line(e) -> str:
+    """The cell's line that raised, from IPython's traceback ("----> 6 P = get_profile(...)")."""
+    import re
+
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(e.traceback)).splitlines():
+        if line.lstrip().startswith("---->"):
+            return line.split("---->", 1)[1].strip()
+    lines = [line for line in e.source.splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 # --------------------------------------------------------------------------- executors
@@ -266,9 +277,7 @@ def _run_ray(jobs: list[Job], address: str | None, cpus_per_job: float, gpus_per
 
     started = not ray.is_initialized()
     if started:
-        # address None starts a local Ray; "auto" or "ray://head:10001" joins a running cluster
-        ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        _start_ray(ray, address, num_cpus)
     try:
         task = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_retries=0)(run_job)
         refs = {task.remote(job, kernel_name): job for job in jobs}
@@ -282,6 +291,21 @@ def _run_ray(jobs: list[Job], address: str | None, cpus_per_job: float, gpus_per
     finally:
         if started:
             ray.shutdown()
+
+
+def _start_ray(ray, address: str | None, num_cpus: int | None) -> None:
+    """Join the cluster at `address` ("auto", "ray://head:10001"), or start a local Ray when None.
+    Ray gives a local node 30 s to register, which a loaded machine can miss: then one more try."""
+    for attempt in (1, 2):
+        try:
+            ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+            return
+        except Exception as e:
+            if address is not None or attempt == 2 or "timed out during startup" not in str(e):
+                raise
+            ray.shutdown()
+            tqdm.write("the local Ray timed out while starting (a busy machine?); starting it again")
 
 
 def _crashed(job: Job, e: Exception) -> dict:
@@ -383,6 +407,14 @@ def _paper_columns(metrics: dict) -> dict:
             if ours.format(steps=steps) in acc}
 
 
+def _paper_row(metrics: dict) -> dict:
+    """The paper's Table 1 row for a run of one of its methods at its budgets (ε_x = 8), else {}."""
+    paper = PAPER_TABLE1.get(metrics.get("method"))
+    if paper is None or metrics.get("train_budgets") or metrics.get("eps_x", 8) != 8:
+        return {}
+    return dict(zip(TABLE1_COLUMNS, paper, strict=True))
+
+
 def results_tables(statuses: list[dict]) -> dict[str, str]:
     """Markdown tables: every column of every finished job; Table 1 (methods at the default
     training budgets) and Table 4 (joint training budgets) beside the paper's CIFAR-10 numbers."""
@@ -398,9 +430,8 @@ def results_tables(statuses: list[dict]) -> dict[str, str]:
         for s in t1:
             m = s["metrics"]
             rows[f"{s['label']} (ours)"] = _paper_columns(m)
-            paper = PAPER_TABLE1.get(m["method"])
-            if paper and m.get("eps_x", 8) == 8:  # the paper's test budget
-                rows.setdefault(f"{m['method']} (paper)", dict(zip(TABLE1_COLUMNS, paper, strict=True)))
+            if _paper_row(m):
+                rows.setdefault(f"{m['method']} (paper)", _paper_row(m))
         steps = t1[0]["metrics"].get("steps")
         caption = (f"Table 1 layout (ours: PGD = PGD{steps}, Joint = Joint-SP; paper: CIFAR-10, WRN-28-10, "
                    "PGD20): compare orderings, not levels")
@@ -437,13 +468,12 @@ def plot_results(statuses: list[dict], path: Path) -> Path:
     for i, c in enumerate(cols):
         xs = np.arange(len(done)) + (i - (len(cols) - 1) / 2) * width
         ax.bar(xs, [_paper_columns(s["metrics"]).get(c, np.nan) for s in done], width, label=c)
-        paper = [PAPER_TABLE1[m][i] if (m := s["metrics"]["method"]) in PAPER_TABLE1
-                 and not s["metrics"].get("train_budgets") else np.nan for s in done]
+        paper = [_paper_row(s["metrics"]).get(c, np.nan) for s in done]
         ax.scatter(xs, paper, marker="_", color="k", s=120, zorder=3,
                    label="paper (CIFAR-10)" if i == 0 else None)
     ax.set_xticks(np.arange(len(done)), [s["label"] for s in done], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, ncols=3)
+    fig.legend(fontsize=7, loc="outside right upper")
     fig.savefig(path, dpi=120)
     return path
