@@ -7,6 +7,7 @@ Modules, in the order of the paper:
     train     joint adversarial training (Alg. 3) and every method of Table 1
     evaluate  attack suites, budget sweeps, transfer, tables
     models, data, losses, viz, cli
+    notebooks, sweep   the papermill runner; sweeps of a notebook on a process pool or Ray
 """
 
 __version__ = "0.1.0"

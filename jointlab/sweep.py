@@ -268,7 +268,7 @@ def _run_local(jobs: list[Job], workers: int | None, kernel_name: str):
                 yield _crashed(futures[fut], e)
 
 
-def _run_ray(jobs: list[Job], address: str | None, cpus_per_job: float, gpus_per_job: float,
+def _run_ray(jobs: list[Job], address: str | None, cpus_per_job: float, gpus_per_job: float | None,
              num_cpus: int | None, kernel_name: str):
     try:
         import ray
@@ -279,6 +279,8 @@ def _run_ray(jobs: list[Job], address: str | None, cpus_per_job: float, gpus_per
     if started:
         _start_ray(ray, address, num_cpus)
     try:
+        if gpus_per_job is None:  # one GPU per job when the cluster has GPUs (the driver may have none)
+            gpus_per_job = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
         task = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job, max_retries=0)(run_job)
         refs = {task.remote(job, kernel_name): job for job in jobs}
         pending = list(refs)
@@ -330,7 +332,7 @@ def sweep(param_sets: list[dict], common: dict | None = None, *, notebook: str |
 
     executor "local": a process pool of `workers` (default: one per visible GPU, else 1), each
     worker pinned to one GPU through CUDA_VISIBLE_DEVICES. executor "ray": one Ray task per job with
-    `cpus_per_job` and `gpus_per_job` (default: 1 when the driver sees a GPU, else 0; Ray sets
+    `cpus_per_job` and `gpus_per_job` (default: 1 when the cluster has GPUs, else 0; Ray sets
     CUDA_VISIBLE_DEVICES) on the cluster at `address` ("auto", "ray://head:10001"), or on a new
     local Ray with `num_cpus` when `address` is None. `retry_failed` runs failed jobs again.
     """
@@ -349,11 +351,12 @@ def sweep(param_sets: list[dict], common: dict | None = None, *, notebook: str |
         if state == "done" or (state == "failed" and not retry_failed):
             continue
         todo.append(job)  # new, failed and retried, or "running" when a killed driver left it
-    if executor == "local":
+    if not todo:
+        stream = iter(())
+    elif executor == "local":
         stream = _run_local(todo, workers, kernel_name)
     else:
-        gpus = (1 if visible_gpus() else 0) if gpus_per_job is None else gpus_per_job
-        stream = _run_ray(todo, address, cpus_per_job, gpus, num_cpus, kernel_name)
+        stream = _run_ray(todo, address, cpus_per_job, gpus_per_job, num_cpus, kernel_name)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="sweep", unit="job", disable=not progress)
     with bar:
         for status in stream:
