@@ -60,6 +60,12 @@ def main(argv=None) -> dict:
     result = {"jobs": args.jobs, "code_s": t_code, "direct_s": t_direct, "local_s": t_local,
               "papermill_start_s": t_direct - t_code, "sweep_overhead_s": t_local - t_direct,
               "total_overhead_s": t_local - t_code}
+    print(f"run_experiment.ipynb (quick, natural, 1-step attacks on {P.test_limit} images), "
+          f"{args.jobs} jobs per way, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {repo_root()}")
+    print(f"  code in the kernel     {t_code:6.1f} s/job")
+    print(f"  papermill directly     {t_direct:6.1f} s/job  (kernel start etc. {t_direct - t_code:+.1f} s)")
+    print(f"  sweep, local executor  {t_local:6.1f} s/job  (sweep {t_local - t_direct:+.1f} s, "
+          f"total overhead {t_local - t_code:.1f} s; goal <= 10 s)")
     if args.ray:
         import ray
 
@@ -73,12 +79,6 @@ def main(argv=None) -> dict:
         assert not res.failed and res.table == sweep(grid, common, out=tmp / "local", progress=False).table
         result["ray_total_overhead_s"] = result["ray_s"] - t_code
 
-    print(f"run_experiment.ipynb (quick, natural, 1-step attacks on {P.test_limit} images), "
-          f"{args.jobs} jobs per way, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {repo_root()}")
-    print(f"  code in the kernel     {t_code:6.1f} s/job")
-    print(f"  papermill directly     {t_direct:6.1f} s/job  (kernel start etc. {t_direct - t_code:+.1f} s)")
-    print(f"  sweep, local executor  {t_local:6.1f} s/job  (sweep {t_local - t_direct:+.1f} s, "
-          f"total overhead {t_local - t_code:.1f} s; goal <= 10 s)")
     if args.ray:
         print(f"  sweep, local Ray       {result['ray_s']:6.1f} s/job  (total overhead "
               f"{result['ray_total_overhead_s']:.1f} s; Ray's start {result['ray_start_s']:.1f} s, once)")
