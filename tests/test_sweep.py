@@ -117,3 +117,15 @@ def test_killing_the_driver_loses_nothing(local):
             assert job["attempts"] == 1
             assert Path(job["dir"], "run_experiment.ipynb").stat().st_mtime_ns == local.mtimes[job["key"]]
     assert len(res.table) == 4
+
+
+def test_output_paths_do_not_depend_on_the_working_directory(monkeypatch):
+    from jointlab.profiles import repo_root, resolve_path, runs_dir
+
+    root = repo_root()
+    monkeypatch.chdir(root / "notebooks")  # where JupyterLab and papermill run the notebooks
+    monkeypatch.setenv("JOINTLAB_RUNS", "runs-elsewhere")
+    assert runs_dir() == root / "runs-elsewhere"
+    monkeypatch.delenv("JOINTLAB_RUNS")
+    assert runs_dir() == root / "runs" and resolve_path("/abs/x") == Path("/abs/x")
+    assert make_jobs([{"method": "natural"}])[0].dir.startswith(str(root / "runs" / "sweeps"))
