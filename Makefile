@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
+	# torchattacks (the AutoAttack cross-check in tests/test_strong.py) pins requests~=2.25, which clashes
+	# with Jupyter's requests>=2.31; it needs none of its pinned versions, so it goes in without them
+	$(BIN)/python -m pip install --no-deps 'torchattacks==3.5.1'
 	touch $(STAMP)
 
 venv: $(STAMP)

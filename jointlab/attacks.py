@@ -22,7 +22,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -44,7 +45,12 @@ __all__ = [
     "joint",
     "one_pass",
     "cascade",
+    "apgd",
+    "apgd_targeted",
+    "apgd_checkpoints",
+    "THREATS",
     "SCHEDULES",
+    "STEP_RULES",
     "trusted_inputs",
     "eval_mode",
 ]
@@ -128,9 +134,104 @@ def _check_inputs(model, x, y, steps, loss) -> tuple[Tensor, Tensor]:
         raise ValueError(f"y must have one label per image: x has {x.shape[0]}, y has {y.shape[0]}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
-    if loss not in ATTACK_LOSSES:
-        raise ValueError(f"loss must be one of {sorted(ATTACK_LOSSES)}; got {loss!r}")
+    if not callable(loss) and loss not in ATTACK_LOSSES:
+        raise ValueError(f"loss must be one of {sorted(ATTACK_LOSSES)} or a function (logits, y) -> "
+                         f"per-sample losses; got {loss!r}")
     return x.detach().clamp(-1.0, 1.0), y.to(device=x.device, dtype=torch.long)
+
+
+class _PGDRule:
+    """The paper's step rule (Eq. 3, Alg. 1, Alg. 2): a fixed step, project, output the last iterate."""
+
+    keeps_best = False
+
+    def __init__(self, var: dict[str, Tensor], balls: dict, steps: int):
+        pass
+
+    def observe(self, losses: Tensor, var: dict[str, Tensor]) -> None:
+        pass
+
+    def update(self, name: str, ball, v: Tensor, grad: Tensor, base: Tensor) -> Tensor:
+        return ball.project(ball.step(v, grad), base)
+
+    def end_step(self, k: int, var: dict[str, Tensor]) -> bool:
+        return False
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """APGD checkpoints w_j = ⌈p_j N⌉: p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − .03, .06)."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return sorted({math.ceil(q * steps) for q in p if 0 < q <= 1})
+
+
+class _APGDRule:
+    """APGD's step rule (Croce & Hein 2020), per sample and per threat variable: step size η starting
+    at 2ε, momentum 0.75, and at each checkpoint η halved and the iterate moved back to the best
+    point when fewer than ρ = 0.75 of the evaluations since the last checkpoint raised the loss, or
+    when η was not halved last time and the best loss has not improved since. Outputs the best point.
+
+    With several variables (the joint threat) each has its own η; they are halved together, and the
+    best point is the best (ω, δ) pair. After a restart the momentum of the restarted samples is reset.
+    """
+
+    keeps_best = True
+    momentum, rho = 0.75, 0.75
+
+    def __init__(self, var: dict[str, Tensor], balls: dict, steps: int):
+        some = next(iter(var.values()))
+        n, dev = some.shape[0], some.device
+        self.eta = {k: torch.full((n, 1, 1, 1), 2.0 * balls[k].eps, dtype=v.dtype, device=dev)
+                    for k, v in var.items()}
+        self.prev: dict[str, Tensor | None] = dict.fromkeys(var)
+        self.best = {k: v.detach().clone() for k, v in var.items()}
+        self.best_loss = torch.full((n,), -math.inf, device=dev)
+        self.last_loss: Tensor | None = None
+        self.successes = torch.zeros(n, device=dev)
+        self.evaluations = 0
+        self.checkpoints = set(apgd_checkpoints(steps))
+        self.best_at_checkpoint = self.best_loss.clone()
+        self.halved_last = torch.zeros(n, dtype=torch.bool, device=dev)
+
+    def observe(self, losses: Tensor, var: dict[str, Tensor]) -> None:
+        losses = losses.detach().float()
+        better = losses > self.best_loss
+        for k, v in var.items():
+            self.best[k][better] = v.detach()[better]
+        self.best_loss = torch.where(better, losses, self.best_loss)
+        if self.last_loss is not None:
+            self.successes += (losses > self.last_loss).float()
+            self.evaluations += 1
+        self.last_loss = losses
+
+    def update(self, name: str, ball, v: Tensor, grad: Tensor, base: Tensor) -> Tensor:
+        z = ball.project(ball.step(v, grad, self.eta[name]), base)
+        prev, self.prev[name] = self.prev[name], v
+        if prev is None:  # the first step has no momentum
+            return z
+        a = self.momentum
+        return ball.project(v + a * (z - v) + (1 - a) * (v - prev), base)
+
+    def end_step(self, k: int, var: dict[str, Tensor]) -> bool:
+        """At a checkpoint, halve η and restart from the best point where progress stalled."""
+        if k + 1 not in self.checkpoints:
+            return False
+        few_successes = self.successes < self.rho * max(self.evaluations, 1)
+        stalled = ~self.halved_last & (self.best_loss <= self.best_at_checkpoint)
+        halve = few_successes | stalled
+        for name in var:
+            self.eta[name][halve] /= 2
+            var[name][halve] = self.best[name][halve]
+            if self.prev[name] is not None:
+                self.prev[name][halve] = self.best[name][halve]
+        self.halved_last, self.best_at_checkpoint = halve, self.best_loss.clone()
+        self.successes.zero_()
+        self.evaluations = 0
+        return bool(halve.any())
+
+
+STEP_RULES = {"pgd": _PGDRule, "apgd": _APGDRule}
 
 
 def attack(
@@ -143,25 +244,41 @@ def attack(
     *,
     random_start: bool = True,
     targeted: bool = False,
-    loss: str = "ce",
+    loss: str | Callable = "ce",
+    rule: str = "pgd",
 ) -> AttackResult:
     """The one attack loop: `steps` times, run each pass of `schedule` (a forward/backward that
     updates the named threat variables by `step` then `project`). The pixel ball is centred on
     the current warped image T(x, ω), as in Eq. 10: when ω moves, δ is projected again.
 
+    `rule` chooses how a variable moves along its ball's steepest-ascent direction: "pgd" (the
+    paper's: fixed step, last iterate) or "apgd" (step size 2ε halved at checkpoints, momentum,
+    restarts from the best point, best point returned; see `apgd`). `loss` is a name of
+    `ATTACK_LOSSES` or a function (logits, y) -> per-sample loss to ascend.
+
     Example (Alg. 2 by hand): `attack(model, x, y, [FlowBall(0.3, 0.15), PixelBall(8, 2)],
     SCHEDULES["sp"], steps=20)`.
     """
     x, y = _check_inputs(model, x, y, steps, loss)
+    if rule not in STEP_RULES:
+        raise ValueError(f"rule must be one of {sorted(STEP_RULES)}; got {rule!r}")
     balls = {t.name: t for t in threats}
     if len(balls) != len(threats) or not balls:
         raise ValueError(f"threats must hold one PixelBall and/or one FlowBall; got {threats!r}")
     for p in schedule:
         if not p or any(name not in balls for name in p):
             raise ValueError(f"schedule passes must name threats among {sorted(balls)}; got {p!r}")
-    loss_fn = ATTACK_LOSSES[loss]
+    loss_fn = loss if callable(loss) else ATTACK_LOSSES[loss]
     sign = -1.0 if targeted else 1.0  # targeted attacks descend the loss on the target label
     flow_ball, pixel_ball = balls.get("flow"), balls.get("delta")
+
+    def objective(var, base, names=()):
+        # δ is kept inside S_x around the current T(x, ω), so x̄ needs no clipping here
+        # and no pixel at the [-1, 1] edge loses its gradient to a clip
+        x_bar = warp(x, var["flow"]) if "flow" in names else base
+        if "delta" in var:
+            x_bar = x_bar + var["delta"]
+        return sign * loss_fn(model(x_bar), y)
 
     with eval_mode(model), torch.enable_grad():
         var: dict[str, Tensor] = {}
@@ -172,29 +289,34 @@ def attack(
                 base = warp(x, var["flow"])
         if pixel_ball is not None:
             var["delta"] = pixel_ball.random_init(base) if random_start else pixel_ball.zeros(x)
+        step_rule = STEP_RULES[rule](var, balls, steps)
 
-        for _ in range(steps):
+        for k in range(steps):
             for names in schedule:
                 for name in names:
                     var[name].requires_grad_(True)
-                # δ is kept inside S_x around the current T(x, ω), so x̄ needs no clipping here
-                # and no pixel at the [-1, 1] edge loses its gradient to a clip
-                x_bar = warp(x, var["flow"]) if "flow" in names else base
-                if "delta" in var:
-                    x_bar = x_bar + var["delta"]
-                objective = sign * loss_fn(model(x_bar), y)
-                grads = dict(zip(names, torch.autograd.grad(objective, [var[n] for n in names]), strict=True))
+                losses = objective(var, base, names)
+                grads = dict(zip(names, torch.autograd.grad(losses.sum(), [var[n] for n in names]),
+                                 strict=True))
                 with torch.no_grad():
                     for name in names:
                         var[name] = var[name].detach()
+                    step_rule.observe(losses, var)
                     if "flow" in grads:
-                        var["flow"] = flow_ball.project(flow_ball.step(var["flow"], grads["flow"]))
+                        var["flow"] = step_rule.update("flow", flow_ball, var["flow"], grads["flow"], base)
                         if pixel_ball is not None:  # the centre of the pixel ball moved
                             base = warp(x, var["flow"])
                             var["delta"] = pixel_ball.project(var["delta"], base)
                     if "delta" in grads:
-                        stepped = pixel_ball.step(var["delta"], grads["delta"])
-                        var["delta"] = pixel_ball.project(stepped, base)
+                        var["delta"] = step_rule.update("delta", pixel_ball, var["delta"], grads["delta"],
+                                                        base)
+            with torch.no_grad():
+                if step_rule.end_step(k, var) and flow_ball is not None:  # moved back to the best point
+                    base = warp(x, var["flow"])
+        if step_rule.keeps_best:  # the last iterate has not been evaluated yet
+            with torch.no_grad():
+                step_rule.observe(objective(var, base), var)
+                var = step_rule.best
 
     with torch.no_grad():
         x_adv = compose(x, var.get("flow"), var.get("delta"))
@@ -272,3 +394,80 @@ def cascade(model, x, y, eps_x: float = 8, eps_w: float = 0.3, step_x: float = 2
     first = spatial(model, x, y, eps_w, step_w, steps, **kw)
     second = pgd(model, first.x_adv, y, eps_x, step_x, steps, **kw)
     return AttackResult(x_adv=second.x_adv, delta=second.delta, flow=first.flow)
+
+
+def _threat_setup(threat: str, eps_x: float, eps_w: float, order: str):
+    """Threat models and schedule of a named threat, with the budgets as initial step sizes."""
+    if threat == "pixel":
+        return [PixelBall(eps_x, eps_x)], SCHEDULES["pixel"]
+    if threat == "spatial":
+        return [FlowBall(eps_w, eps_w)], SCHEDULES["spatial"]
+    if threat == "joint":
+        return [FlowBall(eps_w, eps_w), PixelBall(eps_x, eps_x)], SCHEDULES[_check_order(order)]
+    raise ValueError(f"threat must be one of {THREATS}; got {threat!r}")
+
+
+THREATS = ("pixel", "spatial", "joint")
+
+
+def apgd(model, x, y, eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, threat: str = "pixel",
+         order: str = "sp", *, loss="ce", random_start=True, targeted=False):
+    """APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
+    diverse parameter-free attacks") on any of our threat models.
+
+    The step size of each variable starts at 2ε and is halved, with a restart from the best point,
+    at the checkpoints of the paper's schedule when too few steps raised the loss or the best loss
+    stalled; momentum 0.75; the steepest-ascent step of each ball (sign for the ℓ∞ ball of δ, the
+    vector sign of Eq. 8 for the ℓ2,∞ ball of ω). The joint threat alternates the two variables in
+    double passes (Alg. 2, `order` "sp" or "ps"), each with its own step size. Returns the best point
+    found for each image (highest loss), not the last iterate.
+
+    Args: eps_x in 0–255 levels, eps_w in pixels, steps = N_iter (paper: 100), threat "pixel" |
+    "spatial" | "joint", loss "ce" | "dlr" | "cw" or a function (logits, y) -> per-sample loss.
+    Example: `apgd(model, x, y, eps_x=8, threat="pixel", loss="dlr").x_adv`
+    """
+    threats, schedule = _threat_setup(threat, eps_x, eps_w, order)
+    return attack(model, x, y, threats, schedule, steps, random_start=random_start, targeted=targeted,
+                  loss=loss, rule="apgd")
+
+
+def apgd_targeted(model, x, y, eps_x: float = 8, eps_w: float = 0.3, steps: int = 100,
+                  threat: str = "pixel", order: str = "sp", *, top_k: int = 9, random_start=True):
+    """APGD-T (Croce & Hein 2020): APGD on the targeted DLR loss towards each of the `top_k` classes
+    the clean image's logits rank highest after the prediction, one target after the other, each run
+    only on the images that are still classified correctly. Returns, per image, the first
+    misclassified point found (else the last target's best point).
+
+    Example: `apgd_targeted(model, x, y, eps_x=8, threat="joint", top_k=3).x_adv`
+    """
+    from functools import partial
+
+    from .losses import targeted_dlr_loss
+
+    x, y = _check_inputs(model, x, y, steps, "ce")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be an integer >= 1; got {top_k!r}")
+    with torch.no_grad(), eval_mode(model):
+        logits = model(x)
+    top_k = min(top_k, logits.shape[1] - 1)
+    ranked = logits.argsort(dim=1, descending=True)
+    out = AttackResult(x_adv=x.clone(), delta=None, flow=None)
+    parts = {}
+    todo = torch.ones(len(x), dtype=torch.bool, device=x.device)
+    for k in range(1, top_k + 1):
+        idx = todo.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        target = ranked[idx, k]
+        res = apgd(model, x[idx], y[idx], eps_x, eps_w, steps, threat, order, random_start=random_start,
+                   loss=partial(targeted_dlr_loss, target=target))
+        out.x_adv[idx] = res.x_adv
+        for name in ("delta", "flow"):
+            part = getattr(res, name)
+            if part is not None:
+                parts.setdefault(name, torch.zeros((len(x), *part.shape[1:]), dtype=part.dtype,
+                                                   device=part.device))[idx] = part
+        with torch.no_grad(), eval_mode(model):
+            fooled = model(res.x_adv).argmax(1) != y[idx]
+        todo[idx[fooled]] = False
+    return AttackResult(x_adv=out.x_adv, delta=parts.get("delta"), flow=parts.get("flow"))

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .data import DATASETS, DatasetNotFoundError
-from .train import METHODS, SMOOTHINGS
+from .train import METHODS, SMOOTHINGS, TARGETS
 
 
 def _positive_int(text: str) -> int:
@@ -63,8 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eps-w", type=_budget(32, "pixels"),
                    help="training flow budget in pixels (default: 1%% of the image side)")
     t.add_argument("--order", choices=("sp", "ps"), default="sp", help="joint attack pass order (Table 3)")
-    t.add_argument("--smoothing", choices=SMOOTHINGS, default="simple",
-                   help="label smoothing of one-step methods (default: simple, delta 0.5)")
+    t.add_argument("--target", choices=TARGETS,
+                   help="target of a one-step training attack (default: the method's; random for the "
+                        "paper's Alg. 3, most-confusing for bilateral)")
+    t.add_argument("--smoothing", choices=SMOOTHINGS,
+                   help="labels of the weight update (default: the method's; simple (delta 0.5) for "
+                        "one-step methods, bilateral for bilateral, none for multi-step ones)")
+    t.add_argument("--amp", action=argparse.BooleanOptionalAction,
+                   help="bf16 autocast of the weight update; attacks always run in fp32 "
+                        "(default: on for CUDA devices with bf16 support)")
     t.add_argument("--limit", type=_positive_int, help="train on a fixed random subset of N images")
     t.add_argument("--eval-limit", type=int, default=1000, help="test images for per-epoch accuracy (0: off)")
     t.add_argument("--out", required=True, help="run folder (checkpoint, metrics)")
@@ -78,14 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Accuracy under the paper's attacks (ε_x = 8, ε_ω = 1%% of the side, "
                                    "20 steps) with margin-loss (CW) columns; prints a Markdown table.")
     e.add_argument("--checkpoint", required=True, help="a last.pt written by 'train'")
-    e.add_argument("--suite", choices=("paper", "quick"), default="paper",
+    e.add_argument("--suite", choices=("paper", "quick", "strong"), default="paper",
                    help="paper: Pristine, FGSM, PGD20, PGD100, Spatial, Joint SP/PS, CW columns; "
-                        "quick: without PGD100")
+                        "quick: without PGD100; strong: the paper's columns, then the per-image worst case "
+                        "over PGD and APGD (CE, DLR, targeted) for each threat model, and their union")
+    e.add_argument("--apgd-steps", type=_positive_int, default=100,
+                   help="strong suite: APGD iterations (100)")
+    e.add_argument("--top-k", type=_positive_int, default=9, help="strong suite: APGD-T target classes (9)")
+    e.add_argument("--restarts", type=_positive_int, default=1, help="strong suite: runs of APGD-CE/DLR (1)")
+    e.add_argument("--no-diagnostics", action="store_true",
+                   help="strong suite: skip the gradient-masking diagnostics' extra attacks")
     e.add_argument("--source", help="black-box transfer (Table 5): attacks computed on this checkpoint")
     e.add_argument("--eps-x", type=_budget(255, "0-255 intensity levels"), default=8.0)
     e.add_argument("--eps-w", type=_budget(32, "pixels"), help="default: 1%% of the image side")
     e.add_argument("--steps", type=_positive_int, default=20)
-    e.add_argument("--limit", type=_positive_int, default=1000, help="test images (default 1000)")
+    e.add_argument("--limit", type=_positive_int,
+                   help="attack a fixed random subset of N test images, for a quick look (default: the "
+                        "whole test set, as the paper; 1000 images give about +-1.5 points)")
     e.add_argument("--batch-size", type=_positive_int, default=256)
     e.add_argument("--out", help="write the results as JSON here")
     e.add_argument("--seed", type=int, default=0)
@@ -113,8 +129,9 @@ def _train(args) -> int:
     cfg = TrainConfig(method=args.method, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
                       milestones=tuple(args.milestones) if args.milestones else None, lr=args.lr,
                       batch_size=args.batch_size, weight_decay=args.weight_decay, eps_x=args.eps_x,
-                      eps_w=args.eps_w, order=args.order, smoothing=args.smoothing, limit=args.limit,
-                      eval_limit=args.eval_limit, seed=args.seed, download=args.download)
+                      eps_w=args.eps_w, order=args.order, target=args.target, smoothing=args.smoothing,
+                      limit=args.limit, eval_limit=args.eval_limit, seed=args.seed, amp=args.amp,
+                      download=args.download)
     result = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress)
     import torch.distributed as dist
 
@@ -136,7 +153,7 @@ def _eval(args) -> int:
     import torch
 
     from .data import load_dataset
-    from .evaluate import evaluate, markdown_table
+    from .evaluate import evaluate, markdown_table, standard_error
     from .train import TrainConfig, load_checkpoint, load_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -146,18 +163,50 @@ def _eval(args) -> int:
     test = load_dataset(cfg.dataset, "test", limit=args.limit, seed=args.seed)
     eps_w = test.spec.eps_w if args.eps_w is None else args.eps_w
     torch.manual_seed(args.seed)
+    name = f"{cfg.method} {cfg.arch}" + (f" (attacks from {args.source})" if source is not None else "")
+    if args.suite == "strong":
+        return _eval_strong(args, cfg, model, source, test, eps_w, name)
     table = evaluate(model, test.batch(), args.suite, eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
                      batch_size=args.batch_size, progress=not args.no_progress, source=source)
-    name = f"{cfg.method} {cfg.arch}" + (f" (attacks from {args.source})" if source is not None else "")
-    print(markdown_table({name: table}, caption=(
+    errors = {column: standard_error(acc, len(test)) for column, acc in table.items()}
+    print(markdown_table({name: table, "± s.e.": errors}, caption=(
         f"Accuracy (%) on {len(test)} {cfg.dataset} test images; eps_x = {args.eps_x:g}, "
-        f"eps_w = {eps_w:g}, {args.steps} steps.")))
+        f"eps_w = {eps_w:g}, {args.steps} steps. ± s.e.: binomial standard error, sqrt(p(1 - p) / n).")))
+    from .strong import diagnose
+
+    checks = diagnose(table, args.steps) if source is None else []
+    for d in checks:  # what the table alone can tell; `--suite strong` runs the whole checklist
+        print(d)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(
             {"checkpoint": args.checkpoint, "source": args.source, "config": cfg.to_dict(),
              "suite": args.suite, "eps_x": args.eps_x, "eps_w": eps_w, "steps": args.steps,
-             "images": len(test), "accuracy": table}, indent=2))
+             "images": len(test), "accuracy": table, "standard_error": errors,
+             "diagnostics": [{"name": d.name, "fired": d.fired, "detail": d.detail} for d in checks]},
+            indent=2))
+        print(f"results: {args.out}")
+    return 0
+
+
+def _eval_strong(args, cfg, model, source, test, eps_w, name) -> int:
+    """`eval --suite strong`: the worst-case table, the passes it cost and the masking diagnostics."""
+    from .strong import strong_evaluate
+
+    report = strong_evaluate(model, test.batch(), eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
+                             apgd_steps=args.apgd_steps, top_k=args.top_k, restarts=args.restarts,
+                             batch_size=args.batch_size, diagnostics=not args.no_diagnostics, source=source,
+                             progress=not args.no_progress)
+    print(f"{cfg.dataset} test images, eps_x = {args.eps_x:g}, eps_w = {eps_w:g}, {args.steps} steps "
+          f"(APGD: {args.apgd_steps} iterations, {args.top_k} targets, {args.restarts} restart(s))\n")
+    print(report.markdown(name))
+    for d in report.diagnostics:
+        print(d)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(
+            {"checkpoint": args.checkpoint, "source": args.source, "config": cfg.to_dict(), "suite": "strong",
+             **report.to_dict()}, indent=2))
         print(f"results: {args.out}")
     return 0
 

@@ -6,6 +6,7 @@ Data is either a pair of tensors (x, y) or an iterable of (x, y) batches such as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -16,9 +17,9 @@ from . import attacks as A
 from .attacks import eval_mode
 
 __all__ = ["predict", "accuracy", "robust_accuracy", "attack_suite", "SUITES", "evaluate", "transfer",
-           "sweep", "markdown_table", "PAPER_TABLE1", "PAPER_TABLE4"]
+           "sweep", "markdown_table", "standard_error", "PAPER_TABLE1", "PAPER_TABLE4"]
 
-SUITES = ("paper", "quick")
+SUITES = ("paper", "quick", "strong")  # "strong": jointlab.strong, the per-image worst case
 
 # The paper's Table 1 (CIFAR-10, accuracy %): Pristine / FGSM / PGD20 / Spatial / Joint
 PAPER_TABLE1 = {
@@ -90,8 +91,9 @@ def attack_suite(name: str = "paper", eps_x: float = 8, eps_w: float = 0.3, step
     `steps` steps; "-CW" columns use the margin loss, which one-step label-smoothed models cannot
     mask. "paper" adds PGD100; "quick" leaves it out.
     """
-    if name not in SUITES:
-        raise ValueError(f"suite must be one of {SUITES}; got {name!r}")
+    if name not in ("paper", "quick"):
+        raise ValueError(f"suite must be one of ('paper', 'quick') (the strong suite: jointlab.strong); "
+                         f"got {name!r}")
     sw = dict(eps_w=eps_w, step_w=eps_w / 2, steps=steps)
     px = dict(eps_x=eps_x, step_x=2, steps=steps)
     both = px | sw
@@ -107,7 +109,7 @@ def attack_suite(name: str = "paper", eps_x: float = 8, eps_w: float = 0.3, step
         "Spatial-CW": (A.spatial, sw | dict(loss="cw")),
         "Joint-CW": (A.joint, both | dict(loss="cw")),
     }
-    if name == "quick" or steps == 100:
+    if name == "quick" and steps != 100:  # with steps == 100 the "PGD100" key is the PGD{steps} column
         suite.pop("PGD100")
     return suite
 
@@ -120,6 +122,15 @@ def evaluate(model: nn.Module, data, suite: str | dict = "paper", *, eps_x: floa
     With `source`, the attacks are computed on `source` and evaluated on `model` (black-box
     transfer, Table 5).
     """
+    if suite == "strong":
+        if source is not None:
+            raise ValueError("the strong suite is white-box; compute transfer with suite='paper' or 'quick'")
+        from .strong import strong_evaluate
+
+        return strong_evaluate(model, data, eps_x=eps_x, eps_w=eps_w, steps=steps, batch_size=batch_size,
+                               progress=progress).accuracy
+    if isinstance(suite, str) and suite not in SUITES:
+        raise ValueError(f"suite must be one of {SUITES}; got {suite!r}")
     attacks_ = attack_suite(suite, eps_x, eps_w, steps) if isinstance(suite, str) else suite
     attacker = source if source is not None else model
     device = _device_of(model)
@@ -153,6 +164,16 @@ def sweep(model: nn.Module, data, attack: Callable, param: str, values: Sequence
         result = evaluate(model, data, {"acc": (attack, kw)}, batch_size=batch_size, progress=False)
         accs.append(result["acc"])
     return accs
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error (%) of an accuracy (%) measured on n images: 100 · sqrt(p(1 − p) / n)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer (the number of images); got {n!r}")
+    if not 0 <= accuracy <= 100:
+        raise ValueError(f"accuracy must be a percentage in [0, 100]; got {accuracy}")
+    p = accuracy / 100
+    return 100 * math.sqrt(p * (1 - p) / n)
 
 
 def markdown_table(rows: dict[str, dict[str, float]], caption: str | None = None) -> str:

@@ -65,9 +65,14 @@ class PixelBall:
         delta = (torch.rand_like(x) * 2.0 - 1.0) * self.eps
         return self.project(delta, x)
 
-    def step(self, delta: Tensor, grad: Tensor) -> Tensor:
-        """One ascent step: δ + β · sign(∇_δ L)."""
-        return delta + self.step_size * grad.sign()
+    @staticmethod
+    def direction(grad: Tensor) -> Tensor:
+        """Steepest ascent of a linear function in the ℓ∞ ball: sign(∇_δ L)."""
+        return grad.sign()
+
+    def step(self, delta: Tensor, grad: Tensor, size: float | Tensor | None = None) -> Tensor:
+        """One ascent step: δ + β · sign(∇_δ L); `size` (a number or a per-sample tensor) overrides β."""
+        return delta + (self.step_size if size is None else size) * self.direction(grad)
 
     def project(self, delta: Tensor, base: Tensor) -> Tensor:
         """P_{S_x}: clip δ so that base + δ lies in [-1, 1] and ‖δ‖∞ ≤ ε_x.
@@ -109,9 +114,15 @@ class FlowBall:
         angle = 2.0 * math.pi * torch.rand((n, 1, h, w), dtype=x.dtype, device=x.device)
         return self.project(torch.cat((radius * angle.cos(), radius * angle.sin()), dim=1))
 
-    def step(self, flow: Tensor, grad: Tensor) -> Tensor:
-        """One ascent step of the generalized gradient sign method: ω + α · sign→(∇_ω L) (Eq. 8)."""
-        return flow + self.step_size * vector_sign(grad)
+    @staticmethod
+    def direction(grad: Tensor) -> Tensor:
+        """Steepest ascent of a linear function in the ℓ2,∞ ball: the vector sign sign→(∇_ω L) (Eq. 8)."""
+        return vector_sign(grad)
+
+    def step(self, flow: Tensor, grad: Tensor, size: float | Tensor | None = None) -> Tensor:
+        """One ascent step of the generalized gradient sign method: ω + α · sign→(∇_ω L) (Eq. 8);
+        `size` (a number or a per-sample tensor) overrides α."""
+        return flow + (self.step_size if size is None else size) * self.direction(grad)
 
     def project(self, flow: Tensor, base: Tensor | None = None) -> Tensor:
         """P_{S_ω}: rescale flow vectors longer than ε_ω (Eq. 6); `base` is unused."""

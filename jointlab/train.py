@@ -1,26 +1,33 @@
 """Adversarial training: Alg. 3 (joint adversarial training) and every row of the paper's Table 1
-as a named preset, with checkpoints that resume exactly, AMP on GPUs and DDP through torchrun.
+as a named preset, with checkpoints that resume exactly, bf16 autocast on GPUs and DDP (torchrun).
 
     from jointlab.train import TrainConfig, train
     result = train(TrainConfig(method="joint", dataset="fashion-mnist", arch="wrn-16-2",
                                epochs=2, limit=2000, out="runs/joint"))
 
-Methods (paper §6; one-step = targeted at a random wrong label with smoothed labels, as Bilateral
-AT; multi-step = untargeted PGD-style with random start and hard labels, as Madry et al.):
+Methods (paper §6). One-step methods attack towards a wrong label ŷ (Alg. 3: a random one) with a
+random start and step = budget, and train on smoothed labels; multi-step methods are untargeted
+PGD-style with random start and train on hard labels, as Madry et al.:
 
-    natural        no attack                                  100 epochs, lr decay at 60 %, 90 %
-    madry          multi-step pixel: PGD 7 steps, step 2      100 epochs, 60 %, 90 %
-    bilateral      one-step pixel                             100 epochs, 60 %, 90 %
-    spatial        one-step spatial (Alg. 1, 1 step)          300 epochs, decay at 1/3, 1/2
-    spatial-multi  multi-step spatial: 5 steps, α = 0.1       300 epochs, 1/3, 1/2
-    joint          one-step joint (Alg. 2 in Alg. 3)          300 epochs, 1/3, 1/2
-    joint-multi    multi-step joint: 5 steps, α = 0.1, β = 2  300 epochs, 1/3, 1/2
-    cascade        one-step cascade (Table 2)                 300 epochs, 1/3, 1/2
-    one-pass       one-step one-pass (Table 2)                300 epochs, 1/3, 1/2
+    method         training attack                       target          labels     epochs, lr decay
+    natural        none                                  -               hard       100, at 60 %, 90 %
+    madry          multi-step pixel: PGD 7 steps, step 2 untargeted      hard       100, 60 %, 90 %
+    bilateral      one-step pixel (Bilateral AT)         most-confusing  bilateral  100, 60 %, 90 %
+    spatial        one-step spatial (Alg. 1, 1 step)     random          simple     300, at 1/3, 1/2
+    spatial-multi  multi-step spatial: 5 steps, α = 0.1  untargeted      hard       300, 1/3, 1/2
+    joint          one-step joint (Alg. 2 in Alg. 3)     random          simple     300, 1/3, 1/2
+    joint-multi    multi-step joint: 5 steps, α 0.1, β 2 untargeted      hard       300, 1/3, 1/2
+    cascade        one-step cascade (Table 2)            random          simple     300, 1/3, 1/2
+    one-pass       one-step one-pass (Table 2)           random          simple     300, 1/3, 1/2
 
-One-step attacks use step = budget. The paper does not say how many epochs its one-step pixel
-model (Bilateral) trained; we use the pixel schedule. Attacks run with the model in eval mode
-(BatchNorm uses running statistics while the perturbation is generated).
+Targets: "random" = uniform over the wrong classes (Alg. 3); "most-confusing" = argmax of the clean
+logits over the wrong classes (Bilateral AT). Labels: "simple" = 1 − δ on the true class, δ/(C − 1)
+elsewhere (δ = 0.5); "bilateral" = Bilateral AT's adversarial labels from the clean logits (γ = 0.01,
+multi = 9); `TrainConfig.target` and `.smoothing` override the preset's.
+
+The paper does not say how many epochs its one-step pixel model (Bilateral) trained; we use the
+pixel schedule. Attacks run with the model in eval mode (BatchNorm uses running statistics while
+the perturbation is generated) and in fp32 even when the weight update runs under bf16 autocast.
 """
 
 from __future__ import annotations
@@ -43,14 +50,22 @@ from tqdm.auto import tqdm
 from . import attacks as A
 from .data import get_spec, load_dataset, make_loader
 from .evaluate import accuracy
-from .losses import bilateral_labels, random_wrong_labels, smooth_labels, soft_cross_entropy
+from .losses import (
+    bilateral_labels,
+    most_confusing_labels,
+    random_wrong_labels,
+    smooth_labels,
+    soft_cross_entropy,
+)
 from .models import build_model, parse_arch
 
 __all__ = ["Method", "METHODS", "TrainConfig", "TrainResult", "train", "load_or_train", "perturb_batch",
-           "save_checkpoint", "load_checkpoint", "load_model", "CheckpointError", "SMOOTHINGS"]
+           "clean_logits", "save_checkpoint", "load_checkpoint", "load_model", "CheckpointError",
+           "SMOOTHINGS", "TARGETS"]
 
 CHECKPOINT_FORMAT = "jointlab-checkpoint"
 SMOOTHINGS = ("simple", "bilateral", "none")
+TARGETS = ("random", "most-confusing")
 
 
 @dataclass(frozen=True)
@@ -59,20 +74,26 @@ class Method:
 
     attack: str | None  # None, "pixel", "spatial", "joint", "cascade", "one_pass"
     steps: int = 1
-    targeted: bool = True  # one-step methods attack towards a random wrong label (Alg. 3)
-    smoothing: bool = True  # one-step methods train on smoothed labels
+    target: str | None = "random"  # one of TARGETS (one-step: towards ŷ ≠ y, Alg. 3); None: untargeted
+    smoothing: str = "simple"  # labels of the weight update, one of SMOOTHINGS
     step_x: float | None = None  # None: the budget (one-step)
     step_w: float | None = None
     epochs: int = 300
     milestones: tuple[float, ...] = (1 / 3, 1 / 2)  # fractions of the epochs
 
+    @property
+    def targeted(self) -> bool:
+        return self.target is not None
+
 
 _PIXEL_SCHEDULE = dict(epochs=100, milestones=(0.6, 0.9))
-_MULTI = dict(targeted=False, smoothing=False, steps=5, step_x=2.0, step_w=0.1)
+_HARD = dict(target=None, smoothing="none")  # untargeted attack, hard labels
+_MULTI = dict(_HARD, steps=5, step_x=2.0, step_w=0.1)
 METHODS: dict[str, Method] = {
-    "natural": Method(None, steps=0, targeted=False, smoothing=False, **_PIXEL_SCHEDULE),
-    "madry": Method("pixel", steps=7, targeted=False, smoothing=False, step_x=2.0, **_PIXEL_SCHEDULE),
-    "bilateral": Method("pixel", **_PIXEL_SCHEDULE),
+    "natural": Method(None, steps=0, **_HARD, **_PIXEL_SCHEDULE),
+    "madry": Method("pixel", steps=7, step_x=2.0, **_HARD, **_PIXEL_SCHEDULE),
+    # Bilateral AT (Wang & Zhang 2019): towards the most-confusing class, on its adversarial labels
+    "bilateral": Method("pixel", target="most-confusing", smoothing="bilateral", **_PIXEL_SCHEDULE),
     "spatial": Method("spatial"),
     "spatial-multi": Method("spatial", **_MULTI),
     "joint": Method("joint"),
@@ -98,12 +119,13 @@ class TrainConfig:
     eps_x: float = 8.0  # training pixel budget, 0–255 levels
     eps_w: float | None = None  # training flow budget in pixels; None: 1 % of the image side
     order: str = "sp"  # joint attack pass order, Table 3
-    smoothing: str = "simple"  # label smoothing of one-step methods: simple | bilateral | none
+    target: str | None = None  # one-step training attack target, one of TARGETS; None: the preset's
+    smoothing: str | None = None  # labels of the weight update, one of SMOOTHINGS; None: the preset's
     smoothing_delta: float = 0.5  # the mass moved off the true class by "simple"
     limit: int | None = None  # train on a fixed random subset of this many images
     eval_limit: int = 1000  # test images for the per-epoch clean accuracy (0: none)
     seed: int = 0
-    amp: bool | None = None  # bf16 autocast; None: on for CUDA devices that support bf16
+    amp: bool | None = None  # bf16 autocast of the weight update; None: on for CUDA with bf16 support
     augment: bool | None = None  # None: the dataset's paper default
     download: bool = False
 
@@ -114,8 +136,13 @@ class TrainConfig:
         parse_arch(self.arch)
         if self.order not in ("sp", "ps"):
             raise ValueError(f"order must be 'sp' or 'ps'; got {self.order!r}")
-        if self.smoothing not in SMOOTHINGS:
-            raise ValueError(f"smoothing must be one of {SMOOTHINGS}; got {self.smoothing!r}")
+        if self.smoothing is not None and self.smoothing not in SMOOTHINGS:
+            raise ValueError(f"smoothing must be one of {SMOOTHINGS} or None; got {self.smoothing!r}")
+        if self.target is not None and self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS} or None; got {self.target!r}")
+        if self.target is not None and not self.preset.targeted:
+            raise ValueError(f"target applies to one-step (targeted) methods; {self.method!r} attacks "
+                             f"untargeted (leave target unset)")
         for name in ("eps_x", "eps_w", "lr", "weight_decay"):
             v = getattr(self, name)
             if v is not None and (not math.isfinite(v) or v < 0):
@@ -144,7 +171,8 @@ class TrainConfig:
             milestones = tuple(sorted({max(1, round(f * epochs)) for f in m.milestones}))
         return dataclasses.replace(
             self, epochs=epochs, milestones=milestones, lr=spec.lr if self.lr is None else self.lr,
-            eps_w=spec.eps_w if self.eps_w is None else self.eps_w)
+            eps_w=spec.eps_w if self.eps_w is None else self.eps_w,
+            target=self.target or m.target, smoothing=self.smoothing or m.smoothing)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -178,17 +206,32 @@ class CheckpointError(RuntimeError):
 # --------------------------------------------------------------------------- Alg. 3, one batch
 
 
-def perturb_batch(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, num_classes: int) -> Tensor:
+def clean_logits(model: nn.Module, x: Tensor) -> Tensor:
+    """The model's logits on the clean batch, in eval mode and without gradients (Bilateral AT's
+    target and labels are computed from them)."""
+    with torch.no_grad(), A.eval_mode(model):
+        return model(x).float()
+
+
+def perturb_batch(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, num_classes: int,
+                  logits: Tensor | None = None) -> Tensor:
     """The training attack of `cfg.method` on a batch: for one-step methods, the attack of Alg. 3
-    towards a random wrong label ŷ ≠ y with step = budget; for multi-step ones, untargeted PGD-style."""
+    towards a wrong label ŷ ≠ y (`cfg.target`: random, or the most-confusing class of the clean
+    `logits`, computed here if not given) with step = budget; for multi-step ones, untargeted."""
+    cfg = cfg.resolved()
     m = cfg.preset
     if m.attack is None:
         return x
-    target = random_wrong_labels(y, num_classes) if m.targeted else y
+    if cfg.target == "random":
+        target = random_wrong_labels(y, num_classes)
+    elif cfg.target == "most-confusing":
+        target = most_confusing_labels(clean_logits(model, x) if logits is None else logits, y)
+    else:
+        target = y
     eps_x, eps_w = cfg.eps_x, cfg.eps_w
     step_x = eps_x if m.step_x is None else m.step_x
     step_w = eps_w if m.step_w is None else m.step_w
-    kw = dict(steps=m.steps, targeted=m.targeted, random_start=True)
+    kw = dict(steps=m.steps, targeted=cfg.target is not None, random_start=True)
     if m.attack == "pixel":
         res = A.pgd(model, x, target, eps_x, step_x, **kw)
     elif m.attack == "spatial":
@@ -200,17 +243,16 @@ def perturb_batch(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, num_
     return res.x_adv
 
 
-def _train_loss(model, x_train, x_clean, y, cfg: TrainConfig, num_classes: int):
-    """Loss on the perturbed batch: CE on hard labels, or on smoothed labels for one-step methods."""
+def _train_loss(model, x_train, y, cfg: TrainConfig, num_classes: int, clean: Tensor | None):
+    """Loss on the perturbed batch: CE on hard labels, or on smoothed labels (`cfg.smoothing`;
+    "bilateral" needs the clean logits `clean`)."""
     logits = model(x_train)
-    smoothing = cfg.smoothing if cfg.preset.smoothing else "none"
-    if smoothing == "none":
+    if cfg.smoothing == "none":
         return logits, F.cross_entropy(logits.float(), y)
-    if smoothing == "simple":
+    if cfg.smoothing == "simple":
         target = smooth_labels(y, num_classes, cfg.smoothing_delta)
-    else:  # Bilateral AT: from the clean image's probabilities (one extra forward pass)
-        with torch.no_grad(), A.eval_mode(model):
-            target = bilateral_labels(model(x_clean), y)
+    else:  # Bilateral AT: from the clean image's probabilities
+        target = bilateral_labels(clean, y)
     return logits, soft_cross_entropy(logits, target)
 
 
@@ -404,9 +446,13 @@ def _train_epoch(net, model, loader, opt, cfg, num_classes, dev, amp, desc, prog
         y = y.to(dev, non_blocking=True)
         if dev.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp), A.trusted_inputs():
-            x_train = perturb_batch(model, x, y, cfg, num_classes)
-            logits, loss = _train_loss(net, x_train, x, y, cfg, num_classes)
+        # the attack in fp32 (bf16 would round away small flow changes); autocast the update only
+        with torch.autocast(dev.type, enabled=False), A.trusted_inputs():
+            needs_clean = cfg.target == "most-confusing" or cfg.smoothing == "bilateral"
+            clean = clean_logits(model, x) if needs_clean else None  # one pass for target and labels
+            x_train = perturb_batch(model, x, y, cfg, num_classes, clean)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            logits, loss = _train_loss(net, x_train, y, cfg, num_classes, clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,10 +1,13 @@
 import copy
+import json
+import math
 
 import pytest
 import torch
 
 from jointlab import attacks as A
-from jointlab.evaluate import attack_suite, evaluate, markdown_table, sweep, transfer
+from jointlab.evaluate import attack_suite, evaluate, markdown_table, standard_error, sweep, transfer
+from jointlab.train import load_checkpoint
 
 
 @pytest.fixture
@@ -50,3 +53,37 @@ def test_sweep_and_table(tiny_model, data):
     md = markdown_table({"a": {"X": 50.0, "Y": 12.34}, "b": {"X": 1.0}}, caption="cap")
     assert md.splitlines()[2] == "| model | X | Y |"
     assert "| a | 50.0 | 12.3 |" in md and "| b | 1.0 | – |" in md
+
+
+@pytest.mark.parametrize("name", ["paper", "quick"])
+def test_a_hundred_step_suite_keeps_its_pgd_column(name):
+    suite = attack_suite(name, steps=100)
+    assert suite["PGD100"] == (A.pgd, dict(eps_x=8, step_x=2, steps=100))
+    assert suite["PGD100-CW"][1]["steps"] == 100 and suite["Spatial"][1]["steps"] == 100
+    assert "PGD20" not in attack_suite(name, steps=100)
+    assert {"PGD20", "PGD100"} <= set(attack_suite("paper", steps=20))
+
+
+def test_eval_cli_defaults_to_the_whole_test_set_and_prints_standard_errors(tmp_path, capsys):
+    from jointlab.cli import build_parser, main
+
+    assert build_parser().parse_args(["eval", "--checkpoint", "x.pt"]).limit is None  # the paper's 10,000
+    run = tmp_path / "run"
+    assert main(["train", "--method", "natural", "--arch", "wrn-10-1", "--limit", "128", "--batch-size", "64",
+                 "--epochs", "1", "--eval-limit", "0", "--no-amp", "--no-progress", "--out", str(run)]) == 0
+    assert load_checkpoint(run / "last.pt")["config"]["amp"] is False
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run / "last.pt"), "--suite", "quick", "--steps", "1",
+                 "--limit", "40", "--no-progress", "--out", str(tmp_path / "eval.json")]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["images"] == 40 and "on 40 fashion-mnist test images" in out
+    assert set(result["standard_error"]) == set(result["accuracy"])
+    for column, acc in result["accuracy"].items():
+        p = acc / 100
+        assert result["standard_error"][column] == pytest.approx(100 * math.sqrt(p * (1 - p) / 40))
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| model | Pristine | FGSM | PGD1 |") and rows[2].startswith("| ± s.e. | ")
+    assert rows[2].split(" | ")[1] == f"{result['standard_error']['Pristine']:.1f}"
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        standard_error(50.0, 0)

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -11,7 +12,14 @@ import time
 import pytest
 import torch
 
-from jointlab.losses import bilateral_labels, random_wrong_labels, smooth_labels
+from jointlab import attacks as A
+from jointlab.losses import (
+    bilateral_labels,
+    most_confusing_labels,
+    random_wrong_labels,
+    smooth_labels,
+    soft_cross_entropy,
+)
 from jointlab.train import (
     METHODS,
     CheckpointError,
@@ -19,6 +27,7 @@ from jointlab.train import (
     load_checkpoint,
     load_model,
     load_or_train,
+    perturb_batch,
     save_checkpoint,
     train,
 )
@@ -38,7 +47,8 @@ def test_every_method_trains_and_its_loss_goes_down(method):
 
 def test_presets_follow_the_paper():
     assert METHODS["madry"].steps == 7 and METHODS["madry"].step_x == 2 and not METHODS["madry"].targeted
-    assert METHODS["joint"].steps == 1 and METHODS["joint"].targeted and METHODS["joint"].smoothing
+    assert METHODS["joint"].steps == 1 and METHODS["joint"].target == "random"
+    assert METHODS["joint"].smoothing == "simple"
     assert METHODS["joint-multi"].steps == 5 and METHODS["joint-multi"].step_w == 0.1
     cfg = TrainConfig(method="joint", dataset="cifar10").resolved()
     assert (cfg.epochs, cfg.milestones, cfg.lr, cfg.eps_w) == (300, (100, 150), 0.1, 0.3)
@@ -54,6 +64,8 @@ def test_presets_follow_the_paper():
     (dict(eps_w=100.0), "eps_w is in pixels"),
     (dict(order="xy"), "order must be"),
     (dict(smoothing="soft"), "smoothing must be one of"),
+    (dict(target="worst"), "target must be one of"),
+    (dict(method="madry", target="random"), "target applies to one-step"),
     (dict(epochs=0), "epochs must be a positive integer"),
 ])
 def test_bad_config_is_rejected(kwargs, message):
@@ -75,6 +87,91 @@ def test_label_targets():
     nll = -torch.log_softmax(logits, 1)
     wrong = [k for k in range(10) if k != 3]
     assert b[1, wrong].argmax() == nll[1, wrong].argmax()
+
+
+def test_target_and_labels_resolve_from_the_preset():
+    def resolved(method, **kw):
+        cfg = TrainConfig(method=method, **kw).resolved()
+        return cfg.target, cfg.smoothing
+
+    assert resolved("bilateral") == ("most-confusing", "bilateral")  # what Bilateral AT does
+    for method in ("spatial", "joint", "cascade", "one-pass"):  # the paper's Alg. 3
+        assert resolved(method) == ("random", "simple"), method
+    for method in ("natural", "madry", "spatial-multi", "joint-multi"):
+        assert resolved(method) == (None, "none"), method
+    both = ("most-confusing", "bilateral")
+    assert resolved("joint", target=both[0], smoothing=both[1]) == both
+    assert resolved("bilateral", target="random", smoothing="simple") == ("random", "simple")
+    assert resolved("madry", smoothing="simple") == (None, "simple")
+    assert TrainConfig(method="joint").key() == TrainConfig(method="joint", target="random",
+                                                             smoothing="simple").key()
+    assert TrainConfig(method="joint").key() != TrainConfig(method="joint", target="most-confusing").key()
+
+
+def test_most_confusing_target_is_the_likeliest_wrong_class():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(200, 10, generator=g)
+    y = torch.randint(0, 10, (200,), generator=g)
+    y[:50] = logits[:50].argmax(1)  # correctly classified images, where the argmax is y itself
+    target = most_confusing_labels(logits, y)
+    assert torch.all(target != y)
+    for i in range(len(y)):
+        others = [k for k in range(10) if k != y[i]]
+        assert logits[i, target[i]] == logits[i, others].max()
+    with pytest.raises(ValueError, match="logits must have shape"):
+        most_confusing_labels(logits[:, :1], y)
+
+
+@pytest.mark.parametrize("target", ["random", "most-confusing"])
+def test_one_batch_trains_with_each_target(target, monkeypatch):
+    seen, labels = [], []
+    real_perturb, real_pgd, real_labels = perturb_batch, A.pgd, bilateral_labels
+
+    def spy_perturb(model, x, y, *args):
+        seen.append({"y": y.clone()})
+        return real_perturb(model, x, y, *args)
+
+    def spy_pgd(model, x, y, *args, **kwargs):
+        with torch.no_grad(), A.eval_mode(model):
+            seen[-1].update(clean=model(x), target=y.clone(), targeted=kwargs["targeted"])
+        return real_pgd(model, x, y, *args, **kwargs)
+
+    monkeypatch.setattr("jointlab.train.perturb_batch", spy_perturb)
+    monkeypatch.setattr(A, "pgd", spy_pgd)
+    monkeypatch.setattr("jointlab.train.bilateral_labels", lambda z, y: labels.append(z) or real_labels(z, y))
+    cfg = TrainConfig(method="bilateral", target=target, **(TINY | dict(limit=64, epochs=1)))
+    result = train(cfg, device="cpu", progress=False)
+    assert len(result.history) == 1 and math.isfinite(result.history[0]["loss"])
+    (batch,) = seen  # one batch, one targeted attack, towards a wrong class
+    assert batch["targeted"] and len(batch["target"]) == 64 and not torch.any(batch["target"] == batch["y"])
+    if target == "most-confusing":
+        assert torch.equal(batch["target"], most_confusing_labels(batch["clean"], batch["y"]))
+    # trained on Bilateral AT's labels, from the same clean logits the target came from
+    assert len(labels) == 1 and torch.allclose(labels[0], batch["clean"], atol=1e-5)
+
+
+def test_amp_autocasts_the_weight_update_but_not_the_attack(monkeypatch):
+    seen = {}
+    real_perturb, real_loss = perturb_batch, soft_cross_entropy
+
+    def spy_perturb(*args):
+        seen["attack_autocast"] = torch.is_autocast_enabled("cpu")
+        seen["attack_dtype"] = (x_train := real_perturb(*args)).dtype
+        return x_train
+
+    def spy_loss(logits, target):
+        seen["update_autocast"], seen["logits_dtype"] = torch.is_autocast_enabled("cpu"), logits.dtype
+        return real_loss(logits, target)
+
+    monkeypatch.setattr("jointlab.train.perturb_batch", spy_perturb)
+    monkeypatch.setattr("jointlab.train.soft_cross_entropy", spy_loss)
+    for amp in (True, False):
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # even inside the caller's autocast
+            train(TrainConfig(method="joint", amp=amp, **(TINY | dict(limit=64, epochs=1))), device="cpu",
+                  progress=False)
+        assert not seen["attack_autocast"] and seen["attack_dtype"] == torch.float32, seen
+        assert seen["update_autocast"] == amp, seen
+        assert seen["logits_dtype"] == (torch.bfloat16 if amp else torch.float32), seen
 
 
 def test_checkpoint_loading_is_safe(tmp_path):

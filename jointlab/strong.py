@@ -1,0 +1,353 @@
+"""Is the robustness real? A worst-case ("strong") evaluation for the pixel, spatial and joint threats,
+and gradient-masking diagnostics.
+
+The paper evaluates with fixed-step PGD / Alg. 1 / Alg. 2 on cross-entropy. One-step, label-smoothed
+training (this method family) is known to fool such attacks: its siblings by the same authors lose half
+their reported robustness under AutoAttack (RobustBench: Feature Scattering 60.6 → 36.6 %, Bilateral AT
+58.6 → 29.4 %). This module gives every threat model an AutoAttack-style ensemble and reports, per image,
+the worst case:
+
+    Pixel (worst)    robust to the paper's pixel columns and to APGD-CE, APGD-DLR and APGD-T in the ℓ∞ ball
+    Spatial (worst)  the same in the ℓ2,∞ flow ball (Alg. 1's threat)
+    Joint (worst)    the same for x̄ = T(x, ω) + δ (double passes, SP and PS)
+    Union            robust to every attack of every threat model
+
+As AutoAttack does, each attack of an ensemble runs only on the images that are still robust, so the
+suite costs little more than its strongest member. `passes` counts the forward/backward passes (per
+image) that each column cost.
+
+    report = strong_evaluate(model, (x, y), eps_x=8, eps_w=0.28)
+    print(report.markdown("joint"))          # table, passes and the diagnostics that fired
+
+Diagnostics (Athalye, Carlini & Wagner 2018; Carlini et al. 2019; AutoAttack's flags), each with the
+numbers behind it: a one-step attack beats the iterative one; a huge budget does not bring accuracy to
+~0 %; random noise (or transfer from another model) beats the white-box attack; more steps or a restart
+still lower accuracy (not converged); cross-entropy and margin losses disagree; many input gradients
+are exactly zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import attacks as A
+from .attacks import compose, eval_mode
+from .threats import FlowBall, PixelBall
+
+__all__ = ["Diagnostic", "RobustnessReport", "PassCounter", "strong_members", "strong_evaluate",
+           "check_logits", "diagnose", "MASKING_THRESHOLDS", "WORST_COLUMNS"]
+
+WORST_COLUMNS = {"pixel": "Pixel (worst)", "spatial": "Spatial (worst)", "joint": "Joint (worst)"}
+# which threat model each of the paper's attack functions searches
+_THREAT_OF = {A.fgsm: "pixel", A.pgd: "pixel", A.spatial: "spatial", A.joint: "joint",
+              A.one_pass: "joint", A.cascade: "joint"}
+
+# When a diagnostic fires (accuracy points, or a share of images)
+MASKING_THRESHOLDS = {
+    "one_step_margin": 1.0,     # FGSM more than this below PGD
+    "huge_budget_acc": 2.0,     # accuracy left at a huge budget
+    "noise_margin": 1.0,        # random noise / transfer more than this below the white-box attack
+    "not_converged": 2.0,       # more steps or one more restart lower accuracy by more than this
+    "loss_gap": 5.0,            # CE accuracy minus margin-loss accuracy
+    "zero_grad_share": 0.10,    # share of images whose input gradient is exactly zero
+}
+
+
+class PassCounter(nn.Module):
+    """Wraps a model and counts the images it sees: with gradients on (a forward/backward pass of an
+    attack) and without (predictions, loss checks)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.grad_images = 0
+        self.forward_images = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            self.grad_images += x.shape[0]
+        else:
+            self.forward_images += x.shape[0]
+        return self.model(x)
+
+
+def check_logits(model: nn.Module, x: Tensor, num_classes: int | None = None) -> None:
+    """Raise a clear error unless `model(x)` returns finite logits of shape (N, classes), not
+    probabilities (attacks and the DLR loss need logits)."""
+    with torch.no_grad(), eval_mode(model):
+        out = model(x[:8])
+    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != min(len(x), 8):
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"model must return logits of shape (N, classes); got {shape} for N = "
+                         f"{min(len(x), 8)}")
+    if num_classes is not None and out.shape[1] != num_classes:
+        raise ValueError(f"model must return {num_classes} logits per image; got {out.shape[1]}")
+    if not torch.isfinite(out).all():
+        raise ValueError("model must return finite logits; it returned NaN or infinite values")
+    ones = torch.ones(len(out), device=out.device)
+    if out.min() >= 0 and out.max() <= 1 and torch.allclose(out.sum(1), ones, atol=1e-4):
+        raise ValueError("model must return logits, not probabilities (its outputs are in [0, 1] and sum to "
+                         "1): remove the final softmax")
+
+
+def strong_members(eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, top_k: int = 9,
+                   restarts: int = 1) -> dict[str, list[tuple[str, Callable, dict]]]:
+    """The ensemble of each threat model: APGD-CE and APGD-DLR (`restarts` runs each, new random
+    starts), then APGD-T towards the `top_k` most likely wrong classes; the joint threat adds APGD-DLR
+    with the PS order. `steps` is APGD's N_iter."""
+    members = {}
+    for threat in A.THREATS:
+        kw = dict(eps_x=eps_x, eps_w=eps_w, steps=steps, threat=threat)
+        m = []
+        for r in range(restarts):
+            tag = f" #{r + 1}" if restarts > 1 else ""
+            m.append((f"APGD-CE{tag}", A.apgd, kw | dict(loss="ce")))
+            m.append((f"APGD-DLR{tag}", A.apgd, kw | dict(loss="dlr")))
+        if threat == "joint":
+            m.append(("APGD-DLR (PS)", A.apgd, kw | dict(loss="dlr", order="ps")))
+        m.append(("APGD-T", A.apgd_targeted, kw | dict(top_k=top_k)))
+        members[threat] = m
+    return members
+
+
+@dataclass
+class Diagnostic:
+    """One check of the gradient-masking checklist: fired or not, in plain words with its numbers."""
+
+    name: str
+    fired: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{'FIRED' if self.fired else 'ok'}] {self.name}: {self.detail}"
+
+
+@dataclass
+class RobustnessReport:
+    """Accuracy (%) per column with its standard error, the forward/backward passes per image that
+    each column cost, and the gradient-masking diagnostics."""
+
+    accuracy: dict[str, float]
+    stderr: dict[str, float]
+    passes: dict[str, float]
+    images: int
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def fired(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.fired]
+
+    def markdown(self, name: str = "model") -> str:
+        cols = list(self.accuracy)
+        lines = [
+            f"Accuracy (%) on {self.images} images ± standard error; passes: forward/backward passes per "
+            "image.",
+            "",
+            "| model | " + " | ".join(cols) + " |",
+            "|---" * (len(cols) + 1) + "|",
+            f"| {name} | " + " | ".join(f"{self.accuracy[c]:.1f} ± {self.stderr[c]:.1f}" for c in cols)
+            + " |",
+            "| passes | " + " | ".join(f"{self.passes.get(c, 0):.0f}" for c in cols) + " |",
+            "",
+        ]
+        fired = self.fired
+        lines.append(f"Gradient-masking diagnostics: {len(fired)} of {len(self.diagnostics)} fired"
+                     + (":" if fired else "."))
+        lines += [f"- **{d.name}**: {d.detail}" for d in fired]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "stderr": self.stderr, "passes_per_image": self.passes,
+                "images": self.images, "settings": self.settings,
+                "diagnostics": [{"name": d.name, "fired": d.fired, "detail": d.detail}
+                                for d in self.diagnostics]}
+
+
+def _random_point(x: Tensor, threat: str, eps_x: float, eps_w: float) -> Tensor:
+    """A uniformly random point of the threat model (the random start of its attacks), as an image."""
+    flow = FlowBall(eps_w).random_init(x) if threat in ("spatial", "joint") else None
+    base = x if flow is None else A.warp(x, flow)
+    delta = PixelBall(eps_x).random_init(base) if threat in ("pixel", "joint") else None
+    return compose(x, flow, delta)
+
+
+def _zero_gradients(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Per image: is the input gradient of the cross-entropy exactly zero?"""
+    with eval_mode(model), torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(A.ATTACK_LOSSES["ce"](model(xg), y).sum(), xg)
+    return (g.flatten(1) == 0).all(1)
+
+
+def _correct(model, x, y) -> Tensor:
+    with torch.no_grad(), eval_mode(model):
+        return model(x).argmax(1) == y
+
+
+def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 0.3, steps: int = 20,
+                    apgd_steps: int = 100, top_k: int = 9, restarts: int = 1, threats=A.THREATS,
+                    suite: str = "paper", batch_size: int = 256,
+                    diagnostics: bool = True, huge_eps_x: float = 128, huge_eps_w: float | None = None,
+                    source: nn.Module | None = None, progress: bool = True) -> RobustnessReport:
+    """The paper's columns (`attack_suite(suite)`: Pristine, FGSM, PGD, Spatial, Joint SP/PS, CW
+    columns), then "Pixel (worst)", "Spatial (worst)", "Joint (worst)" and "Union" (see the module
+    docstring), with gradient-masking diagnostics.
+
+    Args: eps_x (0–255 levels), eps_w (pixels), steps of the paper's attacks (20), apgd_steps (APGD's
+    N_iter, 100), top_k targets of APGD-T (9), restarts of APGD-CE/DLR (1), `threats`: the threat
+    models to evaluate (default all three; the paper's columns and the union follow), `suite`: the
+    paper's columns to start from ("paper", or "quick" without PGD100), huge budgets of the
+    diagnostics (ε_x = 128 levels, ε_ω = a quarter of the side by default), `source`: a second model
+    whose transferred attacks must not beat the white-box ones.
+    """
+    from .evaluate import _batches, _num_batches, attack_suite, standard_error
+
+    for name, v in (("apgd_steps", apgd_steps), ("top_k", top_k), ("restarts", restarts), ("steps", steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+    threats = tuple(threats)
+    if not threats or any(t not in A.THREATS for t in threats):
+        raise ValueError(f"threats must be a non-empty selection of {A.THREATS}; got {threats!r}")
+    device = next(model.parameters()).device
+    counter = PassCounter(model)
+    paper = {k: v for k, v in attack_suite(suite, eps_x, eps_w, steps).items()
+             if v[0] is not None and _THREAT_OF[v[0]] in threats}
+    members = strong_members(eps_x, eps_w, apgd_steps, top_k, restarts)
+    members = {t: members[t] for t in threats}
+    extra = {t: [m for m in members[t] if m[0].startswith("APGD-DLR")][:1] for t in threats}
+    columns = ["Pristine", *paper, *(WORST_COLUMNS[t] for t in threats), "Union"]
+    correct = dict.fromkeys(columns, 0)
+    passes = dict.fromkeys(columns, 0)
+    member_passes = dict.fromkeys(threats, 0)
+    diag = {"huge": dict.fromkeys(threats, 0), "noise": dict.fromkeys(threats, 0),
+            "transfer": dict.fromkeys(threats, 0), "restart": dict.fromkeys(threats, 0), "zero_grad": 0}
+    total = 0
+    for i, (x, y) in enumerate(tqdm(_batches(data, batch_size), total=_num_batches(data, batch_size),
+                                    desc="strong evaluation", leave=False, disable=not progress)):
+        x, y = x.to(device), y.to(device)
+        if i == 0:
+            check_logits(model, x)
+        side = x.shape[-1]
+        clean = _correct(model, x, y)
+        masks = {"Pristine": clean}
+        for name, (fn, kw) in paper.items():
+            before = counter.grad_images
+            masks[name] = _correct(model, fn(counter, x, y, **kw).x_adv, y)
+            passes[name] += counter.grad_images - before
+        union = clean.clone()
+        for threat, members_ in members.items():
+            own = [c for c, (fn, _) in paper.items() if _THREAT_OF.get(fn) == threat]
+            robust = clean.clone()
+            for c in own:
+                robust &= masks[c]
+            before = counter.grad_images
+            for _, fn, kw in members_:
+                idx = robust.nonzero().squeeze(1)
+                if len(idx):
+                    robust[idx] &= _correct(model, fn(counter, x[idx], y[idx], **kw).x_adv, y[idx])
+            member_passes[threat] += counter.grad_images - before
+            masks[WORST_COLUMNS[threat]] = robust
+            union &= robust
+            if diagnostics:  # one more restart of APGD-DLR on the survivors: is the ensemble converged?
+                for _, fn, kw in extra[threat]:
+                    idx = robust.nonzero().squeeze(1)
+                    if len(idx):
+                        torch.manual_seed(10_000 + i)
+                        res = fn(model, x[idx], y[idx], **kw)
+                        diag["restart"][threat] += int((~_correct(model, res.x_adv, y[idx])).sum())
+        masks["Union"] = union
+        for c in columns:
+            correct[c] += int(masks[c].sum())
+        if diagnostics:
+            huge_w = side / 4 if huge_eps_w is None else huge_eps_w
+            for threat in threats:
+                ex, ew = (huge_eps_x if threat != "spatial" else 0), (huge_w if threat != "pixel" else 0)
+                res = A.apgd(model, x, y, eps_x=ex, eps_w=ew, steps=steps, threat=threat, loss="dlr")
+                diag["huge"][threat] += int(_correct(model, res.x_adv, y).sum())
+                diag["noise"][threat] += int(_correct(model, _random_point(x, threat, eps_x, eps_w), y).sum())
+                if source is not None:
+                    col = {"pixel": f"PGD{steps}", "spatial": "Spatial", "joint": "Joint-SP"}[threat]
+                    fn, kw = paper[col]
+                    diag["transfer"][threat] += int(_correct(model, fn(source, x, y, **kw).x_adv, y).sum())
+            diag["zero_grad"] += int(_zero_gradients(model, x, y).sum())
+        total += len(y)
+    if total == 0:
+        raise ValueError("data must hold at least one image")
+    # a worst column costs the paper's columns of its threat plus its members; the union all of them
+    for threat in threats:
+        col = WORST_COLUMNS[threat]
+        passes[col] = member_passes[threat] + sum(
+            passes[c] for c, (fn, _) in paper.items() if _THREAT_OF.get(fn) == threat)
+    passes["Union"] = sum(passes[c] for c in paper) + sum(member_passes.values())
+    accuracy = {c: 100.0 * correct[c] / total for c in columns}
+    report = RobustnessReport(
+        accuracy=accuracy, stderr={c: standard_error(a, total) for c, a in accuracy.items()},
+        passes={c: passes[c] / total for c in columns}, images=total,
+        settings=dict(eps_x=eps_x, eps_w=eps_w, steps=steps, apgd_steps=apgd_steps, top_k=top_k,
+                      restarts=restarts))
+    if diagnostics:
+        diag["with_source"] = source is not None
+        report.diagnostics = diagnose(accuracy, steps, diag, total,
+                                      (huge_eps_x, "side/4" if huge_eps_w is None else f"{huge_eps_w:g}"))
+    return report
+
+
+def diagnose(acc: dict[str, float], steps: int = 20, counts: dict | None = None, images: int | None = None,
+             huge: tuple = (128, "side/4")) -> list[Diagnostic]:
+    """The masking checklist. From a table of accuracies alone (any suite with FGSM, PGD and CW
+    columns): one-step vs iterative, PGD{steps} vs PGD100, CE vs margin loss. With the extra counts of
+    `strong_evaluate` (huge budget, random noise, transfer, one more restart, zero gradients) the rest."""
+    t = MASKING_THRESHOLDS
+    white = {"pixel": f"PGD{steps}", "spatial": "Spatial", "joint": "Joint-SP"}
+    cw = {"pixel": f"PGD{steps}-CW", "spatial": "Spatial-CW", "joint": "Joint-CW"}
+    out = []
+    pgd_ = acc.get(white["pixel"])
+    if "FGSM" in acc and pgd_ is not None:
+        fired = acc["FGSM"] < pgd_ - t["one_step_margin"]
+        out.append(Diagnostic("one-step attack beats the iterative one", fired,
+                              f"FGSM {acc['FGSM']:.1f} % vs PGD{steps} {pgd_:.1f} %"))
+    pct = {}
+    if counts is not None:
+        pct = {k: {th: 100.0 * v / images for th, v in d.items()}
+               for k, d in counts.items() if isinstance(d, dict)}
+        h = pct["huge"]
+        out.append(Diagnostic(
+            "a huge budget leaves accuracy above ~0 %", max(h.values()) > t["huge_budget_acc"],
+            f"accuracy at ε_x = {huge[0]:g} levels / ε_ω = {huge[1]} px (APGD-DLR, {steps} steps): "
+            + ", ".join(f"{th} {v:.1f} %" for th, v in h.items())))
+        for key, what in (("noise", "random noise"), ("transfer", "a transferred attack")):
+            if key == "transfer" and not counts.get("with_source"):
+                continue
+            p = pct[key]
+            beaten = [th for th in p if p[th] < acc[white[th]] - t["noise_margin"]]
+            out.append(Diagnostic(
+                f"{what} beats the white-box attack", bool(beaten),
+                ", ".join(f"{th}: {key} {p[th]:.1f} % vs {white[th]} {acc[white[th]]:.1f} %"
+                          for th in p)))
+    more = acc.get("PGD100") if steps != 100 else None
+    if pgd_ is not None and (more is not None or pct):
+        fired = more is not None and pgd_ - more > t["not_converged"]
+        parts = [f"PGD{steps} {pgd_:.1f} % → PGD100 {more:.1f} %"] if more is not None else []
+        if pct:
+            fired |= max(pct["restart"].values()) > t["not_converged"]
+            parts += [f"one more APGD-DLR restart breaks {v:.1f} % more ({th})"
+                      for th, v in pct["restart"].items()]
+        out.append(Diagnostic("more steps or restarts still lower accuracy (not converged)", fired,
+                              "; ".join(parts)))
+    pairs = [th for th in A.THREATS if white[th] in acc and cw[th] in acc]
+    if pairs:
+        gap = max(acc[white[th]] - acc[cw[th]] for th in pairs)
+        out.append(Diagnostic(
+            "cross-entropy and margin losses disagree", gap > t["loss_gap"],
+            ", ".join(f"{white[th]} {acc[white[th]]:.1f} % vs {cw[th]} {acc[cw[th]]:.1f} %" for th in pairs)))
+    if counts is not None:
+        share = counts["zero_grad"] / images
+        out.append(Diagnostic("many input gradients are exactly zero", share > t["zero_grad_share"],
+                              f"{100 * share:.1f} % of the images have an all-zero input gradient (CE loss)"))
+    return out

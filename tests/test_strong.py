@@ -1,0 +1,216 @@
+"""APGD on every threat model, the worst-case ("strong") suite and the gradient-masking diagnostics."""
+
+import copy
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jointlab import attacks as A
+from jointlab.losses import dlr_loss, targeted_dlr_loss
+from jointlab.strong import WORST_COLUMNS, strong_evaluate
+from jointlab.threats import levels_to_unit
+from jointlab.warp import flow_norm, warp
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(threat=st.sampled_from(A.THREATS), n=st.integers(1, 3), side=st.integers(4, 9),
+       eps_x=st.one_of(st.just(0.0), st.floats(1e-20, 16)),
+       eps_w=st.one_of(st.just(0.0), st.floats(1e-20, 2)),
+       steps=st.integers(1, 6), loss=st.sampled_from(["ce", "dlr", "cw"]),
+       order=st.sampled_from(["sp", "ps"]),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**16))
+def test_apgd_respects_every_budget_exactly(tiny_model, threat, n, side, eps_x, eps_w, steps, loss, order,
+                                            dtype, seed):
+    torch.manual_seed(seed)
+    model = copy.deepcopy(tiny_model).to(dtype).train()
+    x = (torch.rand(n, 1, side, side, dtype=dtype) * 2 - 1)
+    x[0, 0, 0, :2] = torch.tensor([-1.0, 1.0], dtype=dtype)  # saturated pixels
+    y = torch.randint(0, 10, (n,))
+    res = A.apgd(model, x, y, eps_x, eps_w, steps, threat, order, loss=loss)
+    assert model.training and all(m.training for m in model.modules())  # the caller's mode is back
+    assert all(p.grad is None for p in model.parameters())
+    assert res.x_adv.dtype == dtype and res.x_adv.min() >= -1 and res.x_adv.max() <= 1
+    base = x
+    if threat != "pixel":
+        assert torch.all(flow_norm(res.flow) <= eps_w)
+        base = warp(x, res.flow)
+    if threat != "spatial":
+        assert res.delta.abs().max() <= levels_to_unit(eps_x)
+        torch.testing.assert_close(res.x_adv, (base + res.delta).clamp(-1, 1))
+    else:
+        torch.testing.assert_close(res.x_adv, base)
+
+
+def test_apgd_checkpoints_follow_the_papers_schedule():
+    # p = 0, .22, .41, .57, .70, .80, .87, .93, .99 (then 1.05 > 1)
+    assert A.apgd_checkpoints(100) == [22, 41, 58, 70, 80, 87, 93, 99]
+    assert A.apgd_checkpoints(1) == [1]
+
+
+def test_dlr_losses_are_invariant_to_logit_scale_and_shift():
+    torch.manual_seed(0)
+    z, y, t = torch.randn(6, 10), torch.randint(0, 10, (6,)), torch.randint(0, 10, (6,))
+    torch.testing.assert_close(dlr_loss(z, y), dlr_loss(7 * z + 3, y))
+    torch.testing.assert_close(targeted_dlr_loss(z, y, t), targeted_dlr_loss(7 * z + 3, y, t))
+    assert (dlr_loss(z, y) > 0).eq(z.argmax(1) != y).all()  # positive exactly when misclassified
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        dlr_loss(torch.randn(2, 2), torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("threat", A.THREATS)
+def test_apgd_is_at_least_as_strong_as_pgd_on_a_trained_model(trained_model, fmnist_test_batch, threat):
+    x, y = fmnist_test_batch[0][:128], fmnist_test_batch[1][:128]
+    budgets = dict(eps_x=6.0, eps_w=0.2)  # small enough that neither attack reaches 0 %
+    steps = 10
+    torch.manual_seed(0)
+    if threat == "pixel":
+        pgd = A.pgd(trained_model, x, y, budgets["eps_x"], step_x=budgets["eps_x"] / 4, steps=steps)
+    elif threat == "spatial":
+        pgd = A.spatial(trained_model, x, y, budgets["eps_w"], step_w=budgets["eps_w"] / 2, steps=steps)
+    else:
+        pgd = A.joint(trained_model, x, y, step_x=budgets["eps_x"] / 4, step_w=budgets["eps_w"] / 2,
+                      steps=steps, **budgets)
+    res = A.apgd(trained_model, x, y, steps=steps, threat=threat, **budgets)
+    with torch.no_grad():
+        acc_pgd = (trained_model(pgd.x_adv).argmax(1) == y).float().mean().item()
+        acc_apgd = (trained_model(res.x_adv).argmax(1) == y).float().mean().item()
+        clean = (trained_model(x).argmax(1) == y).float().mean().item()
+    assert acc_pgd < clean - 0.1  # the comparison is not at a floor or a ceiling
+    assert acc_apgd <= acc_pgd + 0.02, (threat, acc_apgd, acc_pgd)
+
+
+def test_apgd_targeted_moves_towards_wrong_classes(trained_model, fmnist_test_batch):
+    x, y = fmnist_test_batch[0][:64], fmnist_test_batch[1][:64]
+    res = A.apgd_targeted(trained_model, x, y, eps_x=4, steps=10, threat="joint", eps_w=0.2, top_k=3)
+    with torch.no_grad():
+        attacked, clean = trained_model(res.x_adv).argmax(1), trained_model(x).argmax(1)
+    assert (attacked == y).sum() < (clean == y).sum()
+    assert torch.all(flow_norm(res.flow) <= 0.2) and res.delta.abs().max() <= levels_to_unit(4)
+
+
+@pytest.fixture(scope="module")
+def strong_report(trained_model, fmnist_test_batch):
+    x, y = fmnist_test_batch[0][:96], fmnist_test_batch[1][:96]
+    torch.manual_seed(0)
+    return strong_evaluate(trained_model, (x, y), eps_x=6, eps_w=0.2, steps=5, apgd_steps=10, top_k=2,
+                           suite="quick", batch_size=48, progress=False)
+
+
+def test_union_is_below_every_column(strong_report):
+    acc = strong_report.accuracy
+    assert list(acc)[0] == "Pristine" and list(acc)[-4:] == [*WORST_COLUMNS.values(), "Union"]
+    for c, v in acc.items():
+        assert acc["Union"] <= v, c
+    for col, own in [("Pixel (worst)", ["FGSM", "PGD5", "PGD5-CW"]),
+                     ("Spatial (worst)", ["Spatial", "Spatial-CW"]),
+                     ("Joint (worst)", ["Joint-SP", "Joint-PS", "Joint-CW"])]:
+        assert all(acc[col] <= acc[c] for c in own), col
+    # the union costs the paper's columns and then the members, run on the images still robust
+    paper = sum(strong_report.passes[c] for c in acc if c != "Pristine" and "worst" not in c and c != "Union")
+    assert strong_report.passes["Union"] > paper
+    assert 0 < strong_report.stderr["Pristine"] < 10
+    md = strong_report.markdown("natural")
+    assert "Union" in md and "diagnostics" in md and "±" in md
+
+
+class Quantized(torch.nn.Module):
+    """Masks gradients: the input is rounded to 8 grey levels (zero gradient almost everywhere)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(torch.round(x * 4) / 4)
+
+
+class Saturated(torch.nn.Module):
+    """Masks cross-entropy gradients: logits × 1e4 saturate the softmax (margin losses still work)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x) * 1e4
+
+
+def _fired(report):
+    return {d.name for d in report.diagnostics if d.fired}
+
+
+@pytest.mark.parametrize("wrapper, expected", [
+    (Quantized, {"many input gradients are exactly zero", "a huge budget leaves accuracy above ~0 %"}),
+    (Saturated, {"cross-entropy and margin losses disagree"}),
+])
+def test_masking_diagnostics_fire_on_a_masked_model(trained_model, fmnist_test_batch, wrapper, expected):
+    x, y = fmnist_test_batch[0][:64], fmnist_test_batch[1][:64]
+    torch.manual_seed(0)
+    report = strong_evaluate(wrapper(trained_model).eval(), (x, y), eps_x=8, eps_w=0.28, steps=5,
+                             apgd_steps=10, top_k=2, suite="quick", progress=False)
+    assert expected <= _fired(report), [str(d) for d in report.diagnostics]
+
+
+def test_bad_input_gets_one_clear_error(trained_model, fmnist_test_batch):
+    x, y = fmnist_test_batch[0][:4], fmnist_test_batch[1][:4]
+    with pytest.raises(ValueError, match="threat must be one of"):
+        A.apgd(trained_model, x, y, threat="rotation")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        A.apgd(trained_model, x, y, loss="hinge")
+    with pytest.raises(ValueError, match="top_k must be an integer"):
+        A.apgd_targeted(trained_model, x, y, top_k=0)
+    with pytest.raises(ValueError, match="apgd_steps must be an integer"):
+        strong_evaluate(trained_model, (x, y), apgd_steps=2.5)
+    with pytest.raises(ValueError, match="eps_x must be a finite number >= 0"):
+        A.apgd(trained_model, x, y, eps_x=-1)
+    probs = torch.nn.Sequential(trained_model, torch.nn.Softmax(dim=1))
+    with pytest.raises(ValueError, match="logits, not probabilities"):
+        strong_evaluate(probs, (x, y), progress=False)
+    flat = torch.nn.Sequential(trained_model, torch.nn.Flatten(0))
+    with pytest.raises(ValueError, match=r"logits of shape \(N, classes\)"):
+        strong_evaluate(flat, (x, y), progress=False)
+
+
+@pytest.fixture(scope="module")
+def madry_quick(quick_runs, tmp_path_factory):
+    """The quick profile's Madry model (multi-step PGD training), from the cache the notebook tests share,
+    and 100 test images."""
+    from jointlab.profiles import get_profile
+
+    P = get_profile("quick", cache_dir=str(quick_runs / "cache"), out_dir=str(tmp_path_factory.mktemp("out")))
+    return P.model("madry", progress=False), *P.test_batch(100)
+
+
+def test_masking_diagnostics_stay_silent_on_a_multi_step_model(madry_quick):
+    model, x, y = madry_quick
+    torch.manual_seed(0)
+    report = strong_evaluate(model, (x, y), eps_x=8, eps_w=0.28, steps=10, apgd_steps=50, top_k=3,
+                             suite="quick", progress=False)
+    assert not report.fired, [str(d) for d in report.diagnostics]
+    assert len(report.diagnostics) == 6
+
+
+def test_pixel_worst_case_agrees_with_autoattack(madry_quick):
+    """Our pixel worst case against the field's standard (torchattacks' AutoAttack, standard version:
+    APGD-CE, APGD-T, FAB-T, Square) on the quick profile's Madry model, ε = 8/255, the same images."""
+    import torchattacks  # installed with --no-deps by the Makefile (its requests pin clashes with Jupyter)
+
+    model, x, y = madry_quick
+    torch.manual_seed(0)
+    ours = strong_evaluate(model, (x, y), eps_x=8, steps=20, apgd_steps=100, top_k=9, threats=("pixel",),
+                           diagnostics=False, progress=False).accuracy
+
+    class ZeroOne(torch.nn.Module):  # torchattacks works on [0, 1] images; jointlab on [-1, 1]
+        def forward(self, x01):
+            return model(x01 * 2 - 1)
+
+    wrapped = ZeroOne().eval()
+    aa = torchattacks.AutoAttack(wrapped, norm="Linf", eps=8 / 255, version="standard", n_classes=10, seed=0)
+    adv = aa((x + 1) / 2, y)
+    with torch.no_grad():
+        theirs = 100 * (wrapped(adv).argmax(1) == y).float().mean().item()
+    # a model with something to lose, and robust to some images
+    assert ours["Pixel (worst)"] < ours["Pristine"] - 10 and ours["Pixel (worst)"] >= 5
+    assert abs(ours["Pixel (worst)"] - theirs) <= 2.0, (ours["Pixel (worst)"], theirs)
