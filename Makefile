@@ -12,7 +12,7 @@ PORT ?= 8866
 # Jupyter servers refuse to run as root without this flag (CI and containers run as root)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv data lint test demo book lab explore bench clean
+.PHONY: help venv data lint test demo book lab explore bench tensorboard clean
 
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
@@ -21,6 +21,7 @@ help:
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make explore  serve the attack explorer app with Voila on http://localhost:$(PORT)/"
 	@echo "make bench  time attack steps against a bare forward/backward (bench/README.md)"
+	@echo "make tensorboard  training curves of every cached model (runs/cache)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,10 @@ explore: data
 
 bench: data
 	$(BIN)/python bench/attacks.py
+
+# training curves of every cached model (the trainer writes TensorBoard scalars beside metrics.jsonl)
+tensorboard: venv
+	$(BIN)/tensorboard --logdir $(or $(JOINTLAB_RUNS),runs)/cache
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

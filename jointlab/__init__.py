@@ -8,6 +8,7 @@ Modules, in the order of the paper:
     evaluate  attack suites, budget sweeps, transfer, tables
     strong    beyond the paper: APGD ensembles, per-image worst case and union, masking diagnostics
     models, data, losses, viz, cli
+    notebooks, sweep   the papermill runner; sweeps of a notebook on a process pool or Ray
 """
 
 __version__ = "0.1.0"

@@ -5,6 +5,12 @@
     python -m jointlab.notebooks run --profile full --out runs/full   # GPU, paper scale
 
 Executed notebooks, their figures (`figures/`) and `timings.json` land in the output folder.
+
+    python -m jointlab.notebooks sweep --grid method=natural,madry,joint --grid eps_x=4,8 --workers 2
+    python -m jointlab.notebooks sweep --config sweeps/table1.yaml --executor ray --address auto
+
+`sweep` runs a parameterized notebook (default run_experiment.ipynb) once per parameter set,
+resumably, and gathers one results table (jointlab.sweep).
 """
 
 from __future__ import annotations
@@ -75,12 +81,61 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--only", nargs="+", help="notebook name prefixes, e.g. 03 04")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="override a parameter of every notebook, e.g. -p arch wrn-16-2")
+    w = sub.add_parser("sweep", help="run a notebook over a grid of parameters (local pool or Ray)")
+    w.add_argument("--config", help="YAML sweep file: notebook, parameters, grid, jobs, executor, ...")
+    w.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                   help="one axis of the grid, e.g. --grid method=natural,joint (repeat for more axes)")
+    w.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter shared by every job, e.g. -p profile full")
+    w.add_argument("--notebook", help="the notebook to run (default: notebooks/run_experiment.ipynb)")
+    w.add_argument("--out", help="the sweep folder (default: runs/sweeps/<notebook>)")
+    w.add_argument("--executor", choices=("local", "ray"), help="default: local")
+    w.add_argument("--workers", type=int, help="local: jobs at once (default: one per GPU, else 1)")
+    w.add_argument("--address", help="ray: the cluster ('auto', 'ray://head:10001'; default: a local Ray)")
+    w.add_argument("--num-cpus", type=int, help="ray: CPUs of the local Ray (default: all)")
+    w.add_argument("--cpus-per-job", type=float, help="ray: CPUs per job (default: 1)")
+    w.add_argument("--gpus-per-job", type=float, help="ray: GPUs per job (default: 1 if GPUs, else 0)")
+    w.add_argument("--retry-failed", action="store_true", help="run failed jobs again")
     args = parser.parse_args(argv)
     try:
-        run(args.only, args.profile, args.out, {k: _value(v) for k, v in args.parameter}, args.cache)
+        if args.command == "run":
+            run(args.only, args.profile, args.out, {k: _value(v) for k, v in args.parameter}, args.cache)
+        else:
+            result = _sweep(args)
+            print(f"\n{result.markdown}\nresults: {result.out}/results.md, results.json, results.png")
+            return 1 if result.failed else 0
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     return 0
+
+
+def _sweep(args):
+    from .sweep import load_config, sweep
+
+    spec = load_config(args.config) if args.config else {"jobs": []}
+    grid = {}
+    for axis in args.grid:
+        name, sep, values = axis.partition("=")
+        if not sep or not name or not values:
+            raise ValueError(f"--grid must look like NAME=V1,V2,...; got {axis!r}")
+        grid[name] = [_value(v) for v in values.split(",")]
+    if grid:
+        from .sweep import expand_grid
+
+        extra = expand_grid(grid)
+        # a command-line grid crosses the config's jobs (or stands alone)
+        spec["jobs"] = [j | e for j in spec["jobs"] for e in extra] if spec["jobs"] else extra
+    if not spec["jobs"]:
+        raise ValueError("give --grid NAME=V1,V2 (one or more) and/or --config FILE")
+    common = dict(spec.get("parameters") or {}) | {k: _value(v) for k, v in args.parameter}
+    options = {k: v for k, v in dict(
+        notebook=args.notebook or spec.get("notebook"), out=args.out or spec.get("out"),
+        executor=args.executor or spec.get("executor"), workers=args.workers or spec.get("workers"),
+        address=args.address or spec.get("address"), num_cpus=args.num_cpus,
+        cpus_per_job=args.cpus_per_job or spec.get("cpus_per_job"),
+        gpus_per_job=args.gpus_per_job if args.gpus_per_job is not None else spec.get("gpus_per_job"),
+    ).items() if v is not None}
+    return sweep(spec["jobs"], common, retry_failed=args.retry_failed, **options)
 
 
 if __name__ == "__main__":

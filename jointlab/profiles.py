@@ -18,19 +18,29 @@ import torch
 from .data import get_spec, load_dataset
 from .train import TrainConfig, TrainResult, load_or_train
 
-__all__ = ["Profile", "PROFILES", "get_profile", "repo_root", "runs_dir"]
+__all__ = ["Profile", "PROFILES", "get_profile", "repo_root", "resolve_path", "runs_dir"]
 
 
 def repo_root() -> Path:
-    """The checkout's root (the folder holding notebooks/), else the working directory."""
+    """The checkout's root (the folder holding notebooks/): the package's own checkout, else the
+    working directory or its nearest parent with notebooks/ (a kernel runs inside notebooks/)."""
     root = Path(__file__).resolve().parents[1]
-    return root if (root / "notebooks").is_dir() else Path.cwd()
+    if (root / "notebooks").is_dir():
+        return root
+    cwd = Path.cwd().resolve()
+    return next((d for d in (cwd, *cwd.parents) if (d / "notebooks").is_dir()), cwd)
+
+
+def resolve_path(path: str | Path) -> Path:
+    """An absolute path; a relative one is taken from the repository root, not from the working
+    directory, so notebooks executed in notebooks/ write where the CLI does."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else repo_root() / path
 
 
 def runs_dir() -> Path:
-    """Where outputs go: $JOINTLAB_RUNS, else <repo>/runs (cache/, notebooks/, explorer/ below it)."""
-    env = os.environ.get("JOINTLAB_RUNS")
-    return Path(env) if env else repo_root() / "runs"
+    """Where outputs go: $JOINTLAB_RUNS, else <repo>/runs (cache/, notebooks/, explorer/, sweeps/...)."""
+    return resolve_path(os.environ.get("JOINTLAB_RUNS") or "runs")
 
 
 @dataclass
@@ -58,8 +68,8 @@ class Profile:
             self.eps_w = spec.eps_w
         if self.device is None:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.out = Path(self.out_dir) if self.out_dir else runs_dir() / "notebooks"
-        self.cache = Path(self.cache_dir) if self.cache_dir else runs_dir() / "cache"
+        self.out = resolve_path(self.out_dir) if self.out_dir else runs_dir() / "notebooks"
+        self.cache = resolve_path(self.cache_dir) if self.cache_dir else runs_dir() / "cache"
         self.figures = self.out / "figures"
         self.figures.mkdir(parents=True, exist_ok=True)
         self.spec = spec

@@ -373,6 +373,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
         raise ValueError(f"the training set ({len(train_set)} images) is smaller than one batch "
                          f"({cfg.batch_size // world}); lower batch_size or raise limit")
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model  # attacks use `model`
+    board = _tensorboard(out) if rank == 0 else None
 
     for epoch in range(start, cfg.epochs):
         if sampler is not None:
@@ -406,12 +407,31 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                     "config": cfg.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng,
                     "history": history, "torch_version": str(torch.__version__)})
-                tmp = out / ".metrics.jsonl.tmp"
+                tmp = out / f".metrics.jsonl.{os.getpid()}.tmp"
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
                 os.replace(tmp, out / "metrics.jsonl")
+            if board is not None:
+                for k, v in record.items():
+                    if k != "epoch":
+                        board.add_scalar(k, v, record["epoch"])
+                board.flush()
+    if board is not None:
+        board.close()
     if world > 1:
         dist.barrier()
     return TrainResult(model.eval(), history, ckpt_path, cfg)
+
+
+def _tensorboard(out: Path | None):
+    """A TensorBoard writer into `out` (beside metrics.jsonl), when there is an `out` and the
+    optional tensorboard package (`pip install 'jointlab[tensorboard]'`); else None."""
+    if out is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out))
 
 
 def _train_epoch(net, model, loader, opt, cfg, num_classes, dev, amp, desc, progress) -> dict:
