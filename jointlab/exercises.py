@@ -194,7 +194,7 @@ def _toy_grads(x: Tensor, y: Tensor, seed: int) -> Callable[[Tensor, Tensor], tu
             delta = delta.detach().requires_grad_(True)
             x_bar = warp(x, flow) + delta
             logits = torch.tanh(x_bar.flatten(1) * 2) @ weight.T
-            loss = losses.cross_entropy(logits, y)
+            loss = losses.cross_entropy(logits, y).sum()
             g_flow, g_delta = torch.autograd.grad(loss, [flow, delta])
         return g_flow, g_delta
 

@@ -200,7 +200,7 @@ def test_pixel_worst_case_agrees_with_autoattack(madry_quick):
     model, x, y = madry_quick
     torch.manual_seed(0)
     ours = strong_evaluate(model, (x, y), eps_x=8, steps=20, apgd_steps=100, top_k=9, threats=("pixel",),
-                           diagnostics=False, progress=False).accuracy
+                           suite="quick", diagnostics=False, progress=False).accuracy
 
     class ZeroOne(torch.nn.Module):  # torchattacks works on [0, 1] images; jointlab on [-1, 1]
         def forward(self, x01):
