@@ -20,3 +20,13 @@ html_show_sourcelink = False
 html_copy_source = False  # the notebooks are in the repository; keep the site small
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 suppress_warnings = ["mystnb.unknown_mime_type"]
+# MyST turns $…$ into math only in Markdown; the answers of "Check your understanding" sit in raw
+# <details> HTML, where it leaves them as text. MathJax therefore also reads $…$ in the page itself
+# (not in code: MathJax skips pre/code), instead of only the elements MyST marked as math.
+myst_update_mathjax = False
+mathjax3_config = {
+    "tex": {"inlineMath": [["\\(", "\\)"], ["$", "$"]], "displayMath": [["\\[", "\\]"], ["$$", "$$"]],
+            "processEscapes": True},
+    "options": {"ignoreHtmlClass": "tex2jax_ignore|mathjax_ignore",
+                "processHtmlClass": "tex2jax_process|mathjax_process|math|output_area"},
+}
