@@ -12,11 +12,12 @@ PORT ?= 8866
 # Jupyter servers refuse to run as root without this flag (CI and containers run as root)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv data lint test demo book lab explore bench tensorboard clean
+.PHONY: help venv data lint test demo models book lab explore bench tensorboard clean
 
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
 	@echo "make test   lint (ruff) + unit, notebook and browser tests (pytest)"
+	@echo "make models retrain and re-measure the shipped lesson models in models/ (~30 min on 2 CPU cores)"
 	@echo "make book   the static site of the notebooks make demo executed: $(BOOK)/html/index.html"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make explore  serve the attack explorer app with Voila on http://localhost:$(PORT)/"
@@ -45,6 +46,11 @@ test: lint data
 
 demo: data
 	$(BIN)/python -m jointlab.notebooks run --out $(OUT)
+
+# the quick profile's models, shipped in models/ so that notebooks and tests load them in seconds:
+# retrains each one, measures the README's table, writes checkpoints + manifest.json (sha256, command)
+models: data
+	$(BIN)/python -m jointlab.zoo build --no-progress
 
 # needs the executed notebooks of `make demo` in $(OUT); builds offline, nothing is re-executed
 book: venv

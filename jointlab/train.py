@@ -37,7 +37,9 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +61,8 @@ from .losses import (
 )
 from .models import build_model, parse_arch
 
-__all__ = ["Method", "METHODS", "TrainConfig", "TrainResult", "train", "load_or_train", "perturb_batch",
+__all__ = ["Method", "METHODS", "TrainConfig", "TrainResult", "train", "load_or_train", "shipped_checkpoint",
+           "perturb_batch",
            "clean_logits", "save_checkpoint", "load_checkpoint", "load_model", "CheckpointError",
            "SMOOTHINGS", "TARGETS"]
 
@@ -285,6 +288,41 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
+def models_dir() -> Path | None:
+    """The shipped lesson models: $JOINTLAB_MODELS ("none": do not use them), else models/ of the checkout."""
+    env = os.environ.get("JOINTLAB_MODELS")
+    if env is not None and env.strip().lower() in ("", "none", "off", "0"):
+        return None
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[1] / "models"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shipped_checkpoint(name: str) -> Path | None:
+    """The shipped checkpoint of cache entry `name` ("<method>-<config key>") when models/manifest.json
+    lists it and its sha256 matches; None otherwise (a mismatch warns, and the model is trained)."""
+    folder = models_dir()
+    manifest = folder / "manifest.json" if folder else None
+    if manifest is None or not manifest.is_file():
+        return None
+    entry = next((m for m in json.loads(manifest.read_text())["models"] if m["file"] == f"{name}.pt"), None)
+    if entry is None:
+        return None
+    path = folder / entry["file"]
+    if not path.is_file() or file_sha256(path) != entry["sha256"]:
+        warnings.warn(f"{path} is missing or does not match its sha256 in {manifest} (a Git LFS pointer? "
+                      f"an edited file?); training the model instead. `make models` rebuilds the shipped "
+                      f"models.", stacklevel=3)
+        return None
+    return path
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The model stored in a checkpoint, built from its config, in eval mode."""
     ckpt = load_checkpoint(path)
@@ -469,10 +507,19 @@ def _train_epoch(net, model, loader, opt, cfg, num_classes, dev, amp, desc, prog
 
 def load_or_train(config: TrainConfig, cache_dir: str | Path = "runs/cache", *, device: str | None = None,
                   progress: bool = True) -> TrainResult:
-    """The cached model for an identical config (instant), else train it there (resuming a partial run)."""
+    """The cached model for an identical config (instant), else the shipped lesson model of that
+    config (models/, copied into the cache), else train it there (resuming a partial run)."""
     out = Path(cache_dir) / f"{config.method}-{config.key()}"
     ckpt = out / "last.pt"
     cfg = config.resolved()
+    shipped = None if ckpt.exists() else shipped_checkpoint(out.name)
+    if shipped is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".last.pt.{os.getpid()}.tmp"
+        shutil.copyfile(shipped, tmp)
+        os.replace(tmp, ckpt)
+        history = load_checkpoint(ckpt)["history"]
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     if ckpt.exists():
         state = load_checkpoint(ckpt)
         if state["epoch"] >= cfg.epochs:

@@ -1,5 +1,5 @@
-"""Shared fixtures: tiny untrained models for property tests and one small Fashion-MNIST model,
-trained once and cached in pytest's cache folder (delete .pytest_cache to retrain)."""
+"""Shared fixtures: tiny untrained models for property tests and small Fashion-MNIST models, loaded
+from the shipped lesson models (models/, trained when missing)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import torch
 
 from jointlab.data import load_dataset
 from jointlab.models import wrn
-from jointlab.train import TrainConfig, train
-
-TRAINED = TrainConfig(method="natural", arch="wrn-10-2", limit=4000, epochs=3, eval_limit=0, seed=0)
+from jointlab.train import load_or_train
+from jointlab.zoo import TEST_FIXTURE
 
 
 @pytest.fixture
@@ -29,22 +28,15 @@ def fmnist_test_batch():
 
 
 @pytest.fixture(scope="session")
-def trained_model(request):
-    """WRN-10-2 naturally trained for 3 epochs on 4000 Fashion-MNIST images (~20 s on 2 cores)."""
-    key = f"{TRAINED.key()}-{torch.__version__}"
-    path = request.config.cache.mkdir("jointlab-models") / f"wrn-fmnist-{key}.pt"
-    model = wrn(10, 2, num_classes=10, in_channels=1)
-    if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-    else:
-        model = train(TRAINED, device="cpu", progress=False).model
-        torch.save(model.state_dict(), path)
-    return model.eval()
+def trained_model(tmp_path_factory):
+    """WRN-10-2 naturally trained for 3 epochs on 4000 Fashion-MNIST images: shipped in models/ (the
+    lesson models, `make models`), else trained once (~20 s on 2 cores)."""
+    return load_or_train(TEST_FIXTURE, tmp_path_factory.mktemp("cache"), device="cpu", progress=False).model
 
 
 @pytest.fixture(scope="session")
 def quick_runs(tmp_path_factory):
-    """A runs folder whose cache holds the quick profile's natural model (~15 s to train once):
+    """A runs folder whose cache holds the quick profile's natural model (shipped; else trained once):
     shared by the notebook, explorer and browser tests."""
     from jointlab.explorer import prepare
 
