@@ -114,7 +114,7 @@ def build(names: list[str] | None = None, folder: str | Path | None = None, *, i
         print(f"[{name}] training {key} ...", flush=True)
         start = time.perf_counter()
         # a build folder apart from the cache: `make models` retrains, it never copies a shipped file back
-        result = train(cfg, runs_dir() / "models-build" / name, resume=True, device=P.device,
+        result = train(cfg, runs_dir() / "models-build" / key, resume=True, device=P.device,
                        progress=progress)
         seconds = time.perf_counter() - start
         file = _slim(result.checkpoint, folder / f"{key}.pt")
