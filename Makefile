@@ -17,7 +17,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
 	@echo "make test   lint (ruff) + unit, notebook and browser tests (pytest)"
-	@echo "make models retrain and re-measure the shipped lesson models in models/ (~30 min on 2 CPU cores)"
+	@echo "make models retrain and re-measure the shipped lesson models in models/ (~25 min on 2 CPU cores)"
 	@echo "make book   the static site of the notebooks make demo executed: $(BOOK)/html/index.html"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make explore  serve the attack explorer app with Voila on http://localhost:$(PORT)/"

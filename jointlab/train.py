@@ -62,9 +62,8 @@ from .losses import (
 from .models import build_model, parse_arch
 
 __all__ = ["Method", "METHODS", "TrainConfig", "TrainResult", "train", "load_or_train", "shipped_checkpoint",
-           "perturb_batch",
-           "clean_logits", "save_checkpoint", "load_checkpoint", "load_model", "CheckpointError",
-           "SMOOTHINGS", "TARGETS"]
+           "perturb_batch", "clean_logits", "save_checkpoint", "load_checkpoint", "load_model",
+           "CheckpointError", "SMOOTHINGS", "TARGETS"]
 
 CHECKPOINT_FORMAT = "jointlab-checkpoint"
 SMOOTHINGS = ("simple", "bilateral", "none")
@@ -518,10 +517,10 @@ def load_or_train(config: TrainConfig, cache_dir: str | Path = "runs/cache", *, 
         tmp = out / f".last.pt.{os.getpid()}.tmp"
         shutil.copyfile(shipped, tmp)
         os.replace(tmp, ckpt)
-        history = load_checkpoint(ckpt)["history"]
-        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     if ckpt.exists():
         state = load_checkpoint(ckpt)
+        if shipped is not None:  # the curves beside it, as a trained run leaves them
+            (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in state["history"]))
         if state["epoch"] >= cfg.epochs:
             model = load_model(ckpt, device or ("cuda" if torch.cuda.is_available() else "cpu"))
             return TrainResult(model, state["history"], ckpt, cfg)
