@@ -11,9 +11,10 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 from test_browser import browser  # noqa: F401  (the Chromium fixture, skipped only without Chromium)
+from test_notebooks import execute
 
 from jointlab.book import build
-from jointlab.notebooks import run, sequence
+from jointlab.notebooks import sequence
 
 SLIDER_PAGES = ["01_pixel_attacks", "03_spatial_attack", "04_joint_attack"]
 
@@ -22,8 +23,8 @@ SLIDER_PAGES = ["01_pixel_attacks", "03_spatial_attack", "04_joint_attack"]
 def site(quick_runs, tmp_path_factory) -> Path:
     executed = quick_runs / "notebooks"
     missing = [nb.name[:2] for nb in sequence() if not (executed / nb.name).exists()]
-    if missing:
-        run(missing, "quick", executed, cache=quick_runs / "cache")
+    for prefix in missing:
+        execute(prefix, quick_runs)
     return build(executed, tmp_path_factory.mktemp("book")).parent
 
 

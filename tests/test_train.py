@@ -217,10 +217,8 @@ def _weights(path):
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    # the uninterrupted run and the one to kill side by side (one thread each, two cores)
     full = _cli(*TRAIN_ARGS, "--out", str(tmp_path / "full"))
-    out, _ = full.communicate(timeout=300)
-    assert full.returncode == 0, out
-
     killed = tmp_path / "killed"
     proc = _cli(*TRAIN_ARGS, "--out", str(killed))
     deadline = time.time() + 240
@@ -229,6 +227,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     time.sleep(0.4)  # into the second epoch
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
+    out, _ = full.communicate(timeout=300)
+    assert full.returncode == 0, out
     epoch_at_kill = load_checkpoint(killed / "last.pt")["epoch"]
     assert 1 <= epoch_at_kill < 4, "the run was not killed mid-training; make it longer"
 
