@@ -1,6 +1,6 @@
 """The notebook sequence: stored clean, and every notebook executes top to bottom in the quick
-profile (each asserts its own sanity, so a broken library fails here). Models are trained once
-into a shared cache by the first notebook that needs them."""
+profile (each asserts its own sanity, so a broken library fails here). Models come from the shipped
+lesson models (models/), copied once into a cache the notebooks share."""
 
 import json
 from pathlib import Path

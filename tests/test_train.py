@@ -208,7 +208,7 @@ def _cli(*args, **popen):
                             stderr=subprocess.STDOUT, text=True, **popen)
 
 
-TRAIN_ARGS = ["train", "--method", "joint", "--arch", "wrn-10-1", "--limit", "1024", "--batch-size", "64",
+TRAIN_ARGS = ["train", "--method", "joint", "--arch", "wrn-10-1", "--limit", "512", "--batch-size", "64",
               "--epochs", "4", "--eval-limit", "0", "--no-progress", "--seed", "3"]
 
 
