@@ -202,7 +202,8 @@ AUTOATTACK_IMAGES = 48
 def test_pixel_worst_case_agrees_with_autoattack(madry_quick):
     """Our pixel worst case, with notebook 06's quick settings (10-step paper columns, APGD 10 iterations,
     APGD-T on 2 targets), against the field's standard (torchattacks' AutoAttack, standard version:
-    APGD-CE, APGD-T, FAB-T, Square) on the quick profile's Madry model, ε = 8/255, the same images."""
+    APGD-CE, APGD-T, FAB-T, Square; torchattacks runs the first three for 10 iterations, not 100) on the
+    quick profile's Madry model, ε = 8/255, the same images."""
     import torchattacks  # installed with --no-deps by the Makefile (its requests pin clashes with Jupyter)
 
     model, x, y = madry_quick
