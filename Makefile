@@ -12,11 +12,12 @@ PORT ?= 8866
 # Jupyter servers refuse to run as root without this flag (CI and containers run as root)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv data lint test demo models book lab explore bench tensorboard clean
+.PHONY: help venv data lint test test-slow demo models book lab explore bench tensorboard clean
 
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
-	@echo "make test   lint (ruff) + unit, notebook and browser tests (pytest)"
+	@echo "make test   lint (ruff) + unit, notebook and browser tests (pytest), ~12 min on 2 CPU cores"
+	@echo "make test-slow  the AutoAttack cross-check (torchattacks, ~2 min); CI runs it after make test"
 	@echo "make models retrain and re-measure the shipped lesson models in models/ (~25 min on 2 CPU cores)"
 	@echo "make book   the static site of the notebooks make demo executed: $(BOOK)/html/index.html"
 	@echo "make lab    open JupyterLab on notebooks/"
@@ -41,8 +42,12 @@ data: venv
 lint: venv
 	$(BIN)/ruff check jointlab tests bench
 
+# the AutoAttack cross-check (tests marked slow, ~2 min) runs in `make test-slow`; CI runs both
 test: lint data
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: data
+	$(BIN)/python -m pytest -m slow
 
 demo: data
 	$(BIN)/python -m jointlab.notebooks run --out $(OUT)

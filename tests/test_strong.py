@@ -199,6 +199,7 @@ def test_masking_diagnostics_stay_silent_on_a_multi_step_model(madry_quick):
 AUTOATTACK_IMAGES = 48
 
 
+@pytest.mark.slow  # `make test-slow` (CI runs it after `make test`)
 def test_pixel_worst_case_agrees_with_autoattack(madry_quick):
     """Our pixel worst case, with notebook 06's quick settings (10-step paper columns, APGD 10 iterations,
     APGD-T on 2 targets), against the field's standard (torchattacks' AutoAttack, standard version:
