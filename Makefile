@@ -16,7 +16,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
-	@echo "make test   lint (ruff) + unit, notebook and browser tests (pytest), ~12 min on 2 CPU cores"
+	@echo "make test   lint (ruff) + unit, notebook and browser tests (pytest), ~11 min on 2 CPU cores"
 	@echo "make test-slow  the AutoAttack cross-check (torchattacks, ~2 min); CI runs it after make test"
 	@echo "make models retrain and re-measure the shipped lesson models in models/ (~25 min on 2 CPU cores)"
 	@echo "make book   the static site of the notebooks make demo executed: $(BOOK)/html/index.html"

@@ -173,6 +173,11 @@ def test_bad_input_gets_one_clear_error(trained_model, fmnist_test_batch):
         strong_evaluate(flat, (x, y), progress=False)
 
 
+# notebook 06's worst-case settings in the quick profile and its image count: the numbers a learner reads
+NOTEBOOK_06 = dict(eps_x=8, eps_w=0.28, steps=10, apgd_steps=10, top_k=2, suite="quick")
+NOTEBOOK_06_IMAGES = 48
+
+
 @pytest.fixture(scope="module")
 def madry_quick(quick_runs, tmp_path_factory):
     """The quick profile's Madry model (multi-step PGD training), from the cache the notebook tests share,
@@ -186,17 +191,11 @@ def madry_quick(quick_runs, tmp_path_factory):
 def test_masking_diagnostics_stay_silent_on_a_multi_step_model(madry_quick):
     model, x, y = madry_quick
     torch.manual_seed(0)
-    # notebook 06's quick settings on its 48 images: the report a learner reads there must not cry wolf
-    report = strong_evaluate(model, (x[:48], y[:48]), eps_x=8, eps_w=0.28, steps=10, apgd_steps=10, top_k=2,
-                             suite="quick", progress=False)
+    # the report a learner reads in notebook 06 must not cry wolf
+    n = NOTEBOOK_06_IMAGES
+    report = strong_evaluate(model, (x[:n], y[:n]), **NOTEBOOK_06, progress=False)
     assert not report.fired, [str(d) for d in report.diagnostics]
     assert len(report.diagnostics) == 6
-
-
-# Square's 5000 queries on the images the gradient attacks leave robust are most of this test's ~2 minutes
-# on 2 cores, and hardly shrink with fewer images (measured: 116 s on 48, 102 s on 32); the 2-point
-# tolerance on 48 images means at most one image apart
-AUTOATTACK_IMAGES = 48
 
 
 @pytest.mark.slow  # `make test-slow` (CI runs it after `make test`)
@@ -207,11 +206,14 @@ def test_pixel_worst_case_agrees_with_autoattack(madry_quick):
     quick profile's Madry model, ε = 8/255, the same images."""
     import torchattacks  # installed with --no-deps by the Makefile (its requests pin clashes with Jupyter)
 
+    # Square's 5000 queries on the images the gradient attacks leave robust are most of this test's ~2
+    # minutes on 2 cores and hardly shrink with fewer images (measured: 116 s on 48, 102 s on 32); the
+    # 2-point tolerance on 48 images means at most one image apart
     model, x, y = madry_quick
-    x, y = x[:AUTOATTACK_IMAGES], y[:AUTOATTACK_IMAGES]
+    x, y = x[:NOTEBOOK_06_IMAGES], y[:NOTEBOOK_06_IMAGES]
     torch.manual_seed(0)
-    ours = strong_evaluate(model, (x, y), eps_x=8, steps=10, apgd_steps=10, top_k=2, threats=("pixel",),
-                           suite="quick", diagnostics=False, progress=False).accuracy
+    ours = strong_evaluate(model, (x, y), **NOTEBOOK_06, threats=("pixel",), diagnostics=False,
+                           progress=False).accuracy
 
     class ZeroOne(torch.nn.Module):  # torchattacks works on [0, 1] images; jointlab on [-1, 1]
         def forward(self, x01):
