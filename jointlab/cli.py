@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", action=argparse.BooleanOptionalAction,
                    help="bf16 autocast of the weight update; attacks always run in fp32 "
                         "(default: on for CUDA devices with bf16 support)")
+    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="NHWC memory layout of model and batches (default: on for CUDA devices)")
     t.add_argument("--limit", type=_positive_int, help="train on a fixed random subset of N images")
     t.add_argument("--eval-limit", type=int, default=1000, help="test images for per-epoch accuracy (0: off)")
     t.add_argument("--out", required=True, help="run folder (checkpoint, metrics)")
@@ -131,7 +133,7 @@ def _train(args) -> int:
                       batch_size=args.batch_size, weight_decay=args.weight_decay, eps_x=args.eps_x,
                       eps_w=args.eps_w, order=args.order, target=args.target, smoothing=args.smoothing,
                       limit=args.limit, eval_limit=args.eval_limit, seed=args.seed, amp=args.amp,
-                      download=args.download)
+                      channels_last=args.channels_last, download=args.download)
     result = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress)
     import torch.distributed as dist
 

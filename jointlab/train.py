@@ -61,9 +61,9 @@ from .losses import (
 )
 from .models import build_model, parse_arch
 
-__all__ = ["Method", "METHODS", "TrainConfig", "TrainResult", "train", "load_or_train", "shipped_checkpoint",
-           "perturb_batch", "clean_logits", "save_checkpoint", "load_checkpoint", "load_model",
-           "CheckpointError", "SMOOTHINGS", "TARGETS"]
+__all__ = ["Method", "METHODS", "TrainConfig", "TrainResult", "train", "train_step", "load_or_train",
+           "shipped_checkpoint", "perturb_batch", "clean_logits", "save_checkpoint", "load_checkpoint",
+           "load_model", "CheckpointError", "SMOOTHINGS", "TARGETS"]
 
 CHECKPOINT_FORMAT = "jointlab-checkpoint"
 SMOOTHINGS = ("simple", "bilateral", "none")
@@ -128,6 +128,7 @@ class TrainConfig:
     eval_limit: int = 1000  # test images for the per-epoch clean accuracy (0: none)
     seed: int = 0
     amp: bool | None = None  # bf16 autocast of the weight update; None: on for CUDA with bf16 support
+    channels_last: bool | None = None  # NHWC model and batches (memory layout only); None: on for CUDA
     augment: bool | None = None  # None: the dataset's paper default
     download: bool = False
 
@@ -190,6 +191,7 @@ class TrainConfig:
         """A short hash of the resolved config: identical runs share a cache entry."""
         d = self.resolved().to_dict()
         d.pop("download")
+        d.pop("channels_last")  # a memory layout: the same model either way
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -336,18 +338,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
 
 
 def _distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group when started by torchrun with several processes."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
+    """(rank, world size); joins the process group when started by torchrun (one process included:
+    DDP over one GPU runs the same code path as over eight)."""
+    torchrun = "LOCAL_RANK" in os.environ and "MASTER_ADDR" in os.environ
+    if torchrun and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def _device(device: str | None, world: int) -> torch.device:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    if dev.type == "cuda" and world > 1:
+    if dev.type == "cuda" and dist.is_initialized():
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
     return dev
@@ -365,6 +368,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
         raise ValueError(
             f"batch_size ({cfg.batch_size}) must be divisible by the number of processes ({world})")
     amp = cfg.amp if cfg.amp is not None else dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    channels_last = cfg.channels_last if cfg.channels_last is not None else dev.type == "cuda"
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     out = Path(out) if out is not None else None
@@ -378,7 +382,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
     if cfg.eval_limit and rank == 0:
         test_x, test_y = load_dataset(cfg.dataset, "test", limit=cfg.eval_limit, seed=cfg.seed).batch()
     model = build_model(cfg.arch, spec.num_classes, spec.channels).to(dev)
-    if dev.type == "cuda":
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=0.1)
@@ -401,7 +405,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
         torch.manual_seed(cfg.seed + 1 + rank)  # attacks and augmentation differ across processes
 
     sampler = None
-    if world > 1:
+    if world > 1:  # one process keeps the plain loader: the same batches as a run without torchrun
         from torch.utils.data.distributed import DistributedSampler
         sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
     loader = make_loader(train_set, cfg.batch_size // world, shuffle=True, drop_last=True, sampler=sampler,
@@ -409,7 +413,8 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
     if len(loader) == 0:
         raise ValueError(f"the training set ({len(train_set)} images) is smaller than one batch "
                          f"({cfg.batch_size // world}); lower batch_size or raise limit")
-    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model  # attacks use `model`
+    distributed = dist.is_initialized()
+    net = nn.parallel.DistributedDataParallel(model) if distributed else model  # attacks use `model`
     board = _tensorboard(out) if rank == 0 else None
 
     for epoch in range(start, cfg.epochs):
@@ -418,10 +423,10 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
         else:
             loader.generator.manual_seed(cfg.seed * 100_003 + epoch)  # the same order after a resume
         lr = opt.param_groups[0]["lr"]
-        stats = _train_epoch(net, model, loader, opt, cfg, spec.num_classes, dev, amp,
+        stats = _train_epoch(net, model, loader, opt, cfg, spec.num_classes, dev, amp, channels_last,
                              desc=f"{cfg.method} {epoch + 1}/{cfg.epochs}", progress=progress and rank == 0)
         sched.step()
-        if world > 1:
+        if distributed:
             t = torch.tensor([stats["loss_sum"], stats["correct"], stats["n"]], device=dev,
                              dtype=torch.float64)
             dist.all_reduce(t)
@@ -454,7 +459,7 @@ def train(config: TrainConfig, out: str | Path | None = None, *, resume: bool = 
                 board.flush()
     if board is not None:
         board.close()
-    if world > 1:
+    if distributed:
         dist.barrier()
     return TrainResult(model.eval(), history, ckpt_path, cfg)
 
@@ -471,7 +476,26 @@ def _tensorboard(out: Path | None):
     return SummaryWriter(str(out))
 
 
-def _train_epoch(net, model, loader, opt, cfg, num_classes, dev, amp, desc, progress) -> dict:
+def train_step(net: nn.Module, model: nn.Module, x: Tensor, y: Tensor, opt: torch.optim.Optimizer,
+               cfg: TrainConfig, num_classes: int, amp: bool = False) -> tuple[Tensor, Tensor]:
+    """One batch of Alg. 3: perturb (x, y) with the method's attack, then one SGD step on the
+    perturbed batch only. `net` is the module that is updated (`model`, or its DDP wrapper); the
+    attack runs on `model` in fp32 (bf16 would round away small flow changes: bench/gpu.py measures
+    how many), and only the update under bf16 autocast when `amp`. Returns (logits, loss)."""
+    cfg = cfg.resolved()
+    with torch.autocast(x.device.type, enabled=False), A.trusted_inputs():
+        needs_clean = cfg.target == "most-confusing" or cfg.smoothing == "bilateral"
+        clean = clean_logits(model, x) if needs_clean else None  # one pass for target and labels
+        x_train = perturb_batch(model, x, y, cfg, num_classes, clean)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits, loss = _train_loss(net, x_train, y, cfg, num_classes, clean)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return logits, loss.detach()
+
+
+def _train_epoch(net, model, loader, opt, cfg, num_classes, dev, amp, channels_last, desc, progress) -> dict:
     net.train()
     loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
     correct = torch.zeros((), device=dev, dtype=torch.long)
@@ -481,19 +505,10 @@ def _train_epoch(net, model, loader, opt, cfg, num_classes, dev, amp, desc, prog
     for i, (x, y) in enumerate(bar):
         x = x.to(dev, non_blocking=True)
         y = y.to(dev, non_blocking=True)
-        if dev.type == "cuda":
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        # the attack in fp32 (bf16 would round away small flow changes); autocast the update only
-        with torch.autocast(dev.type, enabled=False), A.trusted_inputs():
-            needs_clean = cfg.target == "most-confusing" or cfg.smoothing == "bilateral"
-            clean = clean_logits(model, x) if needs_clean else None  # one pass for target and labels
-            x_train = perturb_batch(model, x, y, cfg, num_classes, clean)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            logits, loss = _train_loss(net, x_train, y, cfg, num_classes, clean)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach() * len(y)
+        logits, loss = train_step(net, model, x, y, opt, cfg, num_classes, amp)
+        loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()
         n += len(y)
         if progress and i % 50 == 49:  # the only host-device sync inside the epoch

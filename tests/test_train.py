@@ -30,6 +30,7 @@ from jointlab.train import (
     perturb_batch,
     save_checkpoint,
     train,
+    train_step,
 )
 
 TINY = dict(dataset="fashion-mnist", arch="wrn-10-1", limit=512, batch_size=64, epochs=3, eval_limit=0,
@@ -172,6 +173,26 @@ def test_amp_autocasts_the_weight_update_but_not_the_attack(monkeypatch):
         assert not seen["attack_autocast"] and seen["attack_dtype"] == torch.float32, seen
         assert seen["update_autocast"] == amp, seen
         assert seen["logits_dtype"] == (torch.bfloat16 if amp else torch.float32), seen
+
+
+def test_channels_last_is_a_memory_layout_not_another_model(monkeypatch):
+    keys = {TrainConfig(channels_last=c).key() for c in (True, False, None)}
+    assert len(keys) == 1  # the shipped models' names stay valid
+    layouts, real_step = [], train_step
+
+    def spy_step(net, model, x, *args):
+        layouts.append(x.stride(1) == 1)  # NHWC: the channels of a pixel side by side
+        return real_step(net, model, x, *args)
+
+    monkeypatch.setattr("jointlab.train.train_step", spy_step)
+    losses = {}
+    for channels_last in (True, False):  # three channels: with one, both layouts are the same
+        cfg = TrainConfig(method="joint", channels_last=channels_last,
+                          **(TINY | dict(dataset="synthetic-cifar", limit=128, epochs=1)))
+        losses[channels_last] = train(cfg, device="cpu", progress=False).history[0]["loss"]
+        assert set(layouts) == {channels_last}
+        layouts.clear()
+    assert math.isclose(losses[True], losses[False], rel_tol=1e-4), losses
 
 
 def test_checkpoint_loading_is_safe(tmp_path):
