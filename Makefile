@@ -12,7 +12,7 @@ PORT ?= 8866
 # Jupyter servers refuse to run as root without this flag (CI and containers run as root)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv data lint test test-slow demo models book lab explore bench tensorboard clean
+.PHONY: help venv data lint test test-slow demo models book lab explore bench bench-gpu tensorboard clean
 
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
@@ -23,6 +23,7 @@ help:
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make explore  serve the attack explorer app with Voila on http://localhost:$(PORT)/"
 	@echo "make bench  time attack steps against a bare forward/backward (bench/README.md)"
+	@echo "make bench-gpu  the GPU acceptance run on a card (<= 8 min; bench/gpu.sh --tiny rehearses it)"
 	@echo "make tensorboard  training curves of every cached model (runs/cache)"
 
 $(STAMP): pyproject.toml
@@ -71,6 +72,11 @@ explore: data
 
 bench: data
 	$(BIN)/python bench/attacks.py
+
+# every GPU check in one command and one report (bench/README.md, runbook); on the card itself run
+# `bash bench/gpu.sh`, which needs no venv
+bench-gpu: venv
+	PYTHON=$(BIN)/python bash bench/gpu.sh $(BENCH_FLAGS)
 
 # training curves of every cached model (the trainer writes TensorBoard scalars beside metrics.jsonl)
 tensorboard: venv
