@@ -167,6 +167,7 @@ def section_train(s: dict, dev: torch.device, w: _Writer) -> None:
         torch.backends.cudnn.benchmark = True  # as the trainer does
     pool, source = _cifar_pool(dev, s["batch"])
     w["data"] = source
+    w["loader"] = _loader_speed(s)  # first: it is cheap, and a time-out later keeps it
     batches_per_epoch = EPOCH_IMAGES // s["batch"]
     runs = []
     for variant, (amp, channels_last) in VARIANTS.items():
@@ -199,7 +200,6 @@ def section_train(s: dict, dev: torch.device, w: _Writer) -> None:
             del model, opt
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
-    w["loader"] = _loader_speed(s)
     w["host_peak_rss_mib"] = _host_rss_mib()
 
 
