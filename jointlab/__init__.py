@@ -8,7 +8,17 @@ Modules, in the order of the paper:
     evaluate  attack suites, budget sweeps, transfer, tables
     strong    beyond the paper: APGD ensembles, per-image worst case and union, masking diagnostics
     models, data, losses, viz, cli
+    interop   any PyTorch classifier in the ecosystem's conventions: wrap(model, input_range, mean, std),
+              torchattacks-style Spatial, Joint, APGDSpatial, APGDJoint
     notebooks, sweep   the papermill runner; sweeps of a notebook on a process pool or Ray
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):  # `jointlab.wrap` without importing torch on `import jointlab`
+    if name in ("wrap", "ModelAdapter"):
+        from . import interop
+
+        return getattr(interop, name)
+    raise AttributeError(f"module 'jointlab' has no attribute {name!r}")

@@ -99,6 +99,13 @@ def compose(x: Tensor, flow: Tensor | None = None, delta: Tensor | None = None) 
     return base if delta is None else (base + delta).clamp(-1.0, 1.0)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter, else of its first buffer, else the CPU."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 @contextmanager
 def eval_mode(model: nn.Module):
     """Put every submodule in eval mode; restore each one's own mode afterwards."""
@@ -112,8 +119,9 @@ def eval_mode(model: nn.Module):
 
 
 def _check_inputs(model, x, y, steps, loss) -> tuple[Tensor, Tensor]:
-    if not callable(model):
-        raise ValueError(f"model must be a torch.nn.Module (or callable); got {type(model).__name__}")
+    if not isinstance(model, nn.Module):
+        hint = " (wrap a plain function first: jointlab.wrap(fn, input_range=...))" if callable(model) else ""
+        raise ValueError(f"model must be a torch.nn.Module{hint}; got {type(model).__name__}")
     if not isinstance(x, Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"x must be a tensor of shape (N, C, H, W); got {shape}")
@@ -127,6 +135,12 @@ def _check_inputs(model, x, y, steps, loss) -> tuple[Tensor, Tensor]:
                 f"x must have values in [-1, 1] (jointlab's image range); got min {x.min().item():.4g}, "
                 f"max {x.max().item():.4g}. Scale [0, 1] images with x * 2 - 1."
             )
+        if x.shape[0] > 1 and x.min() >= 0:  # several images and not one dark pixel: a [0, 1] batch
+            raise ValueError(
+                f"x lies entirely in [0, 1] (min {x.min().item():.3g}, max {x.max().item():.3g}), but "
+                "jointlab takes images in [-1, 1]: a [0, 1] batch would get twice the pixel budget. Pass "
+                "x * 2 - 1, and wrap a model that takes [0, 1] images first: jointlab.wrap(model, "
+                "input_range=(0, 1), mean=..., std=...)")
     if not isinstance(y, Tensor) or y.dim() != 1 or y.is_floating_point() or y.is_complex():
         shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(f"y must be a 1-D integer tensor of labels, shape (N,); got {shape}")

@@ -83,10 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--download", action="store_true", help="download the dataset if missing (online)")
     t.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint under the paper's attacks",
+    e = sub.add_parser("eval", help="evaluate a model under the paper's attacks (or the strong suite)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Accuracy under the paper's attacks (ε_x = 8, ε_ω = 1%% of the side, "
-                                   "20 steps) with margin-loss (CW) columns; prints a Markdown table.")
-    e.add_argument("--checkpoint", required=True, help="a last.pt written by 'train'")
+                                   "20 steps) with margin-loss (CW) columns; prints a Markdown table.\n\n"
+                                   "Any PyTorch classifier: --model SPEC is a jointlab checkpoint (last.pt), "
+                                   "torchvision:NAME (with --weights PATH), module.path:factory (your own "
+                                   "code), or robustbench:[DATASET/THREAT/]NAME. Budgets keep the paper's "
+                                   "units whatever the model's range: ε_x in 0-255 levels of that range, "
+                                   "ε_ω in pixels.")
+    model = e.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model", metavar="SPEC",
+                       help="path/to/last.pt | torchvision:NAME | module.path:factory | "
+                            "robustbench:[DATASET/THREAT/]NAME")
+    model.add_argument("--checkpoint", help="a last.pt written by 'train' (the same as --model PATH)")
+    e.add_argument("--weights", help="torchvision / factory models: a state_dict to load; robustbench: their "
+                                     "model_dir (default ./models)")
+    e.add_argument("--dataset", help=f"one of {', '.join(sorted(DATASETS))}, or imagefolder:PATH (one "
+                                     f"sub-folder per class); default: the checkpoint's dataset")
+    e.add_argument("--input-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="the range of images the model takes (default: 0 1 for models from outside the "
+                        "kit, -1 1 for jointlab checkpoints)")
+    e.add_argument("--mean", type=float, nargs="+",
+                   help="per-channel mean the model's inputs are normalized by (normalization outside it)")
+    e.add_argument("--std", type=float, nargs="+", help="per-channel std, with --mean")
+    e.add_argument("--image-size", type=_positive_int, help="resize the test images to this side (pixels)")
+    e.add_argument("--num-classes", type=_positive_int, help="torchvision:NAME: the classifier's classes "
+                                                              "(default: the dataset's)")
     e.add_argument("--suite", choices=("paper", "quick", "strong"), default="paper",
                    help="paper: Pristine, FGSM, PGD20, PGD100, Spatial, Joint SP/PS, CW columns; "
                         "quick: without PGD100; strong: the paper's columns, then the per-image worst case "
@@ -151,29 +174,90 @@ def _train(args) -> int:
     return 0
 
 
+def _eval_model(args, device):
+    """The model of `--model/--checkpoint` as a jointlab model on [-1, 1], the test images and a name."""
+    import torch.nn.functional as F
+
+    from .data import get_spec, load_dataset, load_imagefolder
+    from .interop import load_model_spec, wrap
+
+    def test_set(dataset):
+        if dataset.startswith("imagefolder:"):
+            channels = len(args.mean) if args.mean and len(args.mean) in (1, 3) else 3
+            return load_imagefolder(dataset.partition(":")[2], image_size=args.image_size, channels=channels,
+                                    limit=args.limit, seed=args.seed)
+        get_spec(dataset)
+        return load_dataset(dataset, "test", limit=args.limit, seed=args.seed)
+
+    def classes(dataset):  # without loading the images: the model's errors come first
+        if dataset.startswith("imagefolder:"):
+            folder = Path(dataset.partition(":")[2])
+            return sum(d.is_dir() and not d.name.startswith(".") for d in folder.iterdir()) \
+                if folder.is_dir() else None
+        return get_spec(dataset).num_classes
+
+    spec_text = args.model or args.checkpoint
+    num_classes = args.num_classes or (classes(args.dataset) if args.dataset else None)
+    model, info = load_model_spec(spec_text, weights=args.weights, num_classes=num_classes,
+                                  dataset=args.dataset or "cifar10")
+    if not (args.dataset or info.get("dataset")):
+        raise ValueError(f"--dataset is needed for --model {spec_text} (one of "
+                         f"{', '.join(sorted(DATASETS))}, or imagefolder:PATH)")
+    test = test_set(args.dataset or info["dataset"])
+    x, y = test.batch()
+    if args.image_size and x.shape[-1] != args.image_size:
+        x = F.interpolate(x, size=args.image_size, mode="bilinear", antialias=True,
+                          align_corners=False).clamp(-1, 1)
+    if info["scheme"] == "jointlab":
+        if args.mean or args.std or (args.input_range and tuple(args.input_range) != (-1.0, 1.0)):
+            raise ValueError("a jointlab checkpoint takes [-1, 1] images with no normalization: leave out "
+                             "--input-range, --mean and --std")
+        conventions = "[-1, 1] images (a jointlab checkpoint)"
+    else:
+        input_range = info["input_range"] or tuple(args.input_range or (0.0, 1.0))
+        if args.input_range and info["input_range"] and tuple(args.input_range) != info["input_range"]:
+            raise ValueError(f"--model {spec_text} takes images in {info['input_range']}; --input-range says "
+                             f"{tuple(args.input_range)}")
+        model = wrap(model, input_range, args.mean, args.std, channels=x.shape[1])
+        conventions = f"images in {list(input_range)}" + (
+            f", normalized by mean {args.mean} and std {args.std}" if args.mean else "")
+    name = info.get("config", {}).get("method", "") + " " + info.get("config", {}).get("arch", "")
+    name = name.strip() or info["name"]
+    return model.to(device).eval(), (x, y), test.spec, name, info, conventions
+
+
 def _eval(args) -> int:
     import torch
 
-    from .data import load_dataset
-    from .evaluate import evaluate, markdown_table, standard_error
-    from .train import TrainConfig, load_checkpoint, load_model
+    from .evaluate import evaluate, markdown_table, provenance, standard_error
+    from .interop import check_eps_x, check_logits, load_model_spec, wrap
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = TrainConfig.from_dict(load_checkpoint(args.checkpoint)["config"])
-    model = load_model(args.checkpoint, device)
-    source = load_model(args.source, device) if args.source else None
-    test = load_dataset(cfg.dataset, "test", limit=args.limit, seed=args.seed)
-    eps_w = test.spec.eps_w if args.eps_w is None else args.eps_w
+    model, (x, y), spec, name, info, conventions = _eval_model(args, device)
+    check_logits(model, x.to(device), spec.num_classes)
+    check_eps_x(args.eps_x)
+    source = None
+    if args.source:
+        source, src_info = load_model_spec(args.source, weights=None, dataset=spec.name)
+        if src_info["scheme"] != "jointlab":
+            source = wrap(source, src_info["input_range"] or (0.0, 1.0))
+        source = source.to(device).eval()
+    eps_w = (spec.eps_w if x.shape[-1] == spec.image_size else 0.01 * x.shape[-1]) if args.eps_w is None \
+        else args.eps_w
     torch.manual_seed(args.seed)
-    name = f"{cfg.method} {cfg.arch}" + (f" (attacks from {args.source})" if source is not None else "")
+    if source is not None:
+        name += f" (attacks from {args.source})"
+    header = {"model": args.model or args.checkpoint, "conventions": conventions, "dataset": spec.name,
+              "source": args.source, "config": info.get("config"),
+              "provenance": provenance(args.seed, device)}
     if args.suite == "strong":
-        return _eval_strong(args, cfg, model, source, test, eps_w, name)
-    table = evaluate(model, test.batch(), args.suite, eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
+        return _eval_strong(args, model, source, (x, y), spec, eps_w, name, header)
+    table = evaluate(model, (x, y), args.suite, eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
                      batch_size=args.batch_size, progress=not args.no_progress, source=source)
-    errors = {column: standard_error(acc, len(test)) for column, acc in table.items()}
+    errors = {column: standard_error(acc, len(y)) for column, acc in table.items()}
     print(markdown_table({name: table, "± s.e.": errors}, caption=(
-        f"Accuracy (%) on {len(test)} {cfg.dataset} test images; eps_x = {args.eps_x:g}, "
-        f"eps_w = {eps_w:g}, {args.steps} steps. ± s.e.: binomial standard error, sqrt(p(1 - p) / n).")))
+        f"Accuracy (%) on {len(y)} {spec.name} test images ({conventions}); eps_x = {args.eps_x:g} levels, "
+        f"eps_w = {eps_w:g} px, {args.steps} steps. ± s.e.: binomial standard error, sqrt(p(1 - p) / n).")))
     from .strong import diagnose
 
     checks = diagnose(table, args.steps) if source is None else []
@@ -182,33 +266,33 @@ def _eval(args) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(
-            {"checkpoint": args.checkpoint, "source": args.source, "config": cfg.to_dict(),
-             "suite": args.suite, "eps_x": args.eps_x, "eps_w": eps_w, "steps": args.steps,
-             "images": len(test), "accuracy": table, "standard_error": errors,
+            {**header, "checkpoint": args.checkpoint, "suite": args.suite, "eps_x": args.eps_x,
+             "eps_w": eps_w, "steps": args.steps, "images": len(y), "accuracy": table,
+             "standard_error": errors,
              "diagnostics": [{"name": d.name, "fired": d.fired, "detail": d.detail} for d in checks]},
             indent=2))
         print(f"results: {args.out}")
     return 0
 
 
-def _eval_strong(args, cfg, model, source, test, eps_w, name) -> int:
+def _eval_strong(args, model, source, data, spec, eps_w, name, header) -> int:
     """`eval --suite strong`: the worst-case table, the passes it cost and the masking diagnostics."""
     from .strong import strong_evaluate
 
-    report = strong_evaluate(model, test.batch(), eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
+    report = strong_evaluate(model, data, eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
                              apgd_steps=args.apgd_steps, top_k=args.top_k, restarts=args.restarts,
                              batch_size=args.batch_size, diagnostics=not args.no_diagnostics, source=source,
                              progress=not args.no_progress)
-    print(f"{cfg.dataset} test images, eps_x = {args.eps_x:g}, eps_w = {eps_w:g}, {args.steps} steps "
-          f"(APGD: {args.apgd_steps} iterations, {args.top_k} targets, {args.restarts} restart(s))\n")
+    print(f"{spec.name} test images ({header['conventions']}), eps_x = {args.eps_x:g} levels, eps_w = "
+          f"{eps_w:g} px, {args.steps} steps (APGD: {args.apgd_steps} iterations, {args.top_k} targets, "
+          f"{args.restarts} restart(s))\n")
     print(report.markdown(name))
     for d in report.diagnostics:
         print(d)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(
-            {"checkpoint": args.checkpoint, "source": args.source, "config": cfg.to_dict(), "suite": "strong",
-             **report.to_dict()}, indent=2))
+            {**header, "checkpoint": args.checkpoint, "suite": "strong", **report.to_dict()}, indent=2))
         print(f"results: {args.out}")
     return 0
 

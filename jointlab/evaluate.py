@@ -14,10 +14,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import attacks as A
-from .attacks import eval_mode
+from .attacks import eval_mode, model_device
 
-__all__ = ["predict", "accuracy", "robust_accuracy", "attack_suite", "SUITES", "evaluate", "transfer",
-           "sweep", "markdown_table", "standard_error", "PAPER_TABLE1", "PAPER_TABLE4"]
+__all__ = ["predict", "accuracy", "provenance", "robust_accuracy", "attack_suite", "SUITES", "evaluate",
+           "transfer", "sweep", "markdown_table", "standard_error", "PAPER_TABLE1", "PAPER_TABLE4"]
 
 SUITES = ("paper", "quick", "strong")  # "strong": jointlab.strong, the per-image worst case
 
@@ -46,10 +46,6 @@ PAPER_TABLE4 = {
 }
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _batches(data, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
         x, y = data
@@ -66,7 +62,7 @@ def _num_batches(data, batch_size: int) -> int | None:
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """Predicted labels of x (on the CPU), in eval mode; the caller's mode is restored."""
-    device = _device_of(model)
+    device = model_device(model)
     with eval_mode(model):
         return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
                           for i in range(0, len(x), batch_size)])
@@ -133,7 +129,7 @@ def evaluate(model: nn.Module, data, suite: str | dict = "paper", *, eps_x: floa
         raise ValueError(f"suite must be one of {SUITES}; got {suite!r}")
     attacks_ = attack_suite(suite, eps_x, eps_w, steps) if isinstance(suite, str) else suite
     attacker = source if source is not None else model
-    device = _device_of(model)
+    device = model_device(model)
     correct = dict.fromkeys(attacks_, 0)
     total = 0
     for x, y in tqdm(_batches(data, batch_size), total=_num_batches(data, batch_size), desc="evaluate",
@@ -185,3 +181,25 @@ def markdown_table(rows: dict[str, dict[str, float]], caption: str | None = None
     for name, r in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[c]:.1f}" if c in r else "–" for c in columns) + " |")
     return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
+
+
+def provenance(seed: int | None = None, device=None) -> dict:
+    """What produced a result: versions of jointlab, torch and torchvision, the git commit of the
+    checkout (when there is one), the seed, the device and the full command line."""
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torchvision
+
+    from . import __version__
+
+    try:
+        commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"jointlab": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "git_commit": commit, "seed": seed, "device": str(device) if device is not None else None,
+            "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])}

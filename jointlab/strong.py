@@ -214,7 +214,7 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     threats = tuple(threats)
     if not threats or any(t not in A.THREATS for t in threats):
         raise ValueError(f"threats must be a non-empty selection of {A.THREATS}; got {threats!r}")
-    device = next(model.parameters()).device
+    device = A.model_device(model)
     counter = PassCounter(model)
     paper = {k: v for k, v in attack_suite(suite, eps_x, eps_w, steps).items()
              if v[0] is not None and _THREAT_OF[v[0]] in threats}
