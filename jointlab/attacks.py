@@ -135,7 +135,9 @@ def _check_inputs(model, x, y, steps, loss) -> tuple[Tensor, Tensor]:
                 f"x must have values in [-1, 1] (jointlab's image range); got min {x.min().item():.4g}, "
                 f"max {x.max().item():.4g}. Scale [0, 1] images with x * 2 - 1."
             )
-        if x.shape[0] > 1 and x.min() >= 0:  # several images and not one dark pixel: a [0, 1] batch
+        # several images with contrast and not one pixel below 0: a [0, 1] batch (a constant grey
+        # batch is a legal [-1, 1] input and passes)
+        if x.shape[0] > 1 and x.min() >= 0 and x.max() > x.min():
             raise ValueError(
                 f"x lies entirely in [0, 1] (min {x.min().item():.3g}, max {x.max().item():.3g}), but "
                 "jointlab takes images in [-1, 1]: a [0, 1] batch would get twice the pixel budget. Pass "

@@ -1,4 +1,4 @@
-"""Command line: `python -m jointlab {train,eval,demo} --help`.
+"""Command line: `python -m jointlab {train,eval} --help`.
 
     python -m jointlab train --method joint --dataset cifar10 --arch wrn-28-10 --out runs/x
     python -m jointlab eval --checkpoint runs/x/last.pt --suite paper --out results.json
@@ -133,18 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     e.add_argument("--no-progress", action="store_true")
 
-    d = sub.add_parser("demo", help="train a small model on the embedded data, attack it, write figures",
-                       description="Train a small WRN naturally on Fashion-MNIST (cached), run every "
-                                   "attack of the paper, write table.md, results.json and figures.")
-    d.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    d.add_argument("--arch", default="wrn-10-2", help="model, 'wrn-DEPTH-WIDEN' (default: wrn-10-2)")
-    d.add_argument("--train-limit", type=_positive_int, default=6000, help="training images (default 6000)")
-    d.add_argument("--test-limit", type=_positive_int, default=300, help="test images attacked (default 300)")
-    d.add_argument("--sweep-limit", type=_positive_int, default=200, help="test images per sweep point")
-    d.add_argument("--epochs", type=_positive_int, default=3, help="training epochs (default 3)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    d.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
@@ -305,14 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
-        if args.command == "eval":
-            return _eval(args)
-        from .demo import run_demo
-
-        run_demo(args.out, arch=args.arch, train_limit=args.train_limit, test_limit=args.test_limit,
-                 sweep_limit=args.sweep_limit, epochs=args.epochs, seed=args.seed, device=args.device,
-                 progress=not args.no_progress)
-        return 0
+        return _eval(args)
     except (ValueError, DatasetNotFoundError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

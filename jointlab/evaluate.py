@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from . import attacks as A
 from .attacks import eval_mode, model_device
 
-__all__ = ["predict", "accuracy", "provenance", "robust_accuracy", "attack_suite", "SUITES", "evaluate",
+__all__ = ["predict", "accuracy", "provenance", "attack_suite", "SUITES", "evaluate",
            "transfer", "sweep", "markdown_table", "standard_error", "PAPER_TABLE1", "PAPER_TABLE4"]
 
 SUITES = ("paper", "quick", "strong")  # "strong": jointlab.strong, the per-image worst case
@@ -71,13 +71,6 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
     """Fraction of x classified as y."""
     return (predict(model, x, batch_size) == y.cpu()).float().mean().item()
-
-
-def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, attack: Callable | None = None, *,
-                    batch_size: int = 256, **attack_kwargs) -> float:
-    """Accuracy on attack(model, x, y, **attack_kwargs).x_adv, batch by batch (clean if None)."""
-    return evaluate(model, (x, y), {"acc": (attack, attack_kwargs)}, batch_size=batch_size,
-                    progress=False)["acc"] / 100
 
 
 def attack_suite(name: str = "paper", eps_x: float = 8, eps_w: float = 0.3, steps: int = 20) -> dict:
