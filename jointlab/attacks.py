@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -49,6 +49,9 @@ __all__ = [
     "apgd_targeted",
     "apgd_checkpoints",
     "THREATS",
+    "ATTACKS",
+    "AttackInfo",
+    "threat_of",
     "SCHEDULES",
     "STEP_RULES",
     "trusted_inputs",
@@ -424,6 +427,50 @@ def _threat_setup(threat: str, eps_x: float, eps_w: float, order: str):
 
 
 THREATS = ("pixel", "spatial", "joint")
+
+
+@dataclass(frozen=True)
+class AttackInfo:
+    """One named attack of the kit: its function, the threat model it searches, how it is labelled."""
+
+    fn: Callable
+    threat: str  # one of THREATS: the ball (pixel ℓ∞, flow ℓ2,∞, or both) its perturbation lies in
+    label: str
+    extra: dict = field(default_factory=dict)  # fixed keywords, e.g. order="ps"
+
+    @property
+    def uses_x(self) -> bool:  # has a pixel part δ (ε_x)
+        return self.threat != "spatial"
+
+    @property
+    def uses_w(self) -> bool:  # has a flow part ω (ε_ω)
+        return self.threat != "pixel"
+
+    def budgets(self, eps_x: float, eps_w: float, step_x: float, step_w: float) -> dict:
+        """The budget and step keywords this attack takes."""
+        return ({"eps_x": eps_x, "step_x": step_x} if self.uses_x else {}) | (
+            {"eps_w": eps_w, "step_w": step_w} if self.uses_w else {})
+
+
+# The one registry of the kit's attacks: the trainer, the sliders, the explorer and the evaluation
+# suites read names, threats and labels from here
+ATTACKS: dict[str, AttackInfo] = {
+    "fgsm": AttackInfo(fgsm, "pixel", "FGSM (one step)"),
+    "pixel": AttackInfo(pgd, "pixel", "pixel (PGD)"),
+    "spatial": AttackInfo(spatial, "spatial", "spatial (Alg. 1)"),
+    "joint": AttackInfo(joint, "joint", "joint SP (Alg. 2)"),
+    "joint-ps": AttackInfo(joint, "joint", "joint PS (Alg. 2)", {"order": "ps"}),
+    "one-pass": AttackInfo(one_pass, "joint", "one-pass"),
+    "cascade": AttackInfo(cascade, "joint", "cascade"),
+}
+
+
+def threat_of(fn: Callable) -> str:
+    """The threat model an attack function of `ATTACKS` searches."""
+    for info in ATTACKS.values():
+        if info.fn is fn:
+            return info.threat
+    raise ValueError(f"not an attack of jointlab.attacks.ATTACKS: {getattr(fn, '__name__', fn)!r}")
 
 
 def apgd(model, x, y, eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, threat: str = "pixel",

@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 from . import attacks as A
 from .attacks import eval_mode, model_device
 
-__all__ = ["predict", "accuracy", "provenance", "attack_suite", "SUITES", "evaluate",
-           "transfer", "sweep", "markdown_table", "standard_error", "PAPER_TABLE1", "PAPER_TABLE4"]
+__all__ = ["predict", "accuracy", "provenance", "attack_suite", "SUITES", "evaluate", "transfer", "sweep",
+           "paper_column", "TABLE1_COLUMNS", "markdown_table", "standard_error", "PAPER_TABLE1",
+           "PAPER_TABLE4"]
 
 SUITES = ("paper", "quick", "strong")  # "strong": jointlab.strong, the per-image worst case
 
@@ -73,6 +74,20 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> f
     return (predict(model, x, batch_size) == y.cpu()).float().mean().item()
 
 
+def paper_column(threat: str, steps: int = 20, loss: str = "ce") -> str:
+    """The column of the paper's table that attacks `threat` (Table 1: PGD{steps}, Spatial, Joint
+    = Joint-SP), with "-CW" for the margin loss."""
+    if threat not in A.THREATS:
+        raise ValueError(f"threat must be one of {A.THREATS}; got {threat!r}")
+    name = {"pixel": f"PGD{steps}", "spatial": "Spatial", "joint": "Joint-SP"}[threat]
+    return name if loss == "ce" else ("Joint" if threat == "joint" else name) + "-CW"
+
+
+# Table 1 of the paper: its column -> the column of our suite that measures it
+TABLE1_COLUMNS = {"Pristine": "Pristine", "FGSM": "FGSM", "PGD": "PGD{steps}", "Spatial": "Spatial",
+                  "Joint": "Joint-SP"}
+
+
 def attack_suite(name: str = "paper", eps_x: float = 8, eps_w: float = 0.3, steps: int = 20) -> dict:
     """The test-time attacks of the paper (§6): name -> (attack, kwargs).
 
@@ -86,17 +101,18 @@ def attack_suite(name: str = "paper", eps_x: float = 8, eps_w: float = 0.3, step
     sw = dict(eps_w=eps_w, step_w=eps_w / 2, steps=steps)
     px = dict(eps_x=eps_x, step_x=2, steps=steps)
     both = px | sw
+    col = paper_column
     suite = {
         "Pristine": (None, {}),
         "FGSM": (A.fgsm, dict(eps_x=eps_x)),
-        f"PGD{steps}": (A.pgd, px),
+        col("pixel", steps): (A.pgd, px),
         "PGD100": (A.pgd, px | dict(steps=100)),
-        "Spatial": (A.spatial, sw),
-        "Joint-SP": (A.joint, both),
+        col("spatial"): (A.spatial, sw),
+        col("joint"): (A.joint, both),
         "Joint-PS": (A.joint, both | dict(order="ps")),
-        f"PGD{steps}-CW": (A.pgd, px | dict(loss="cw")),
-        "Spatial-CW": (A.spatial, sw | dict(loss="cw")),
-        "Joint-CW": (A.joint, both | dict(loss="cw")),
+        col("pixel", steps, "cw"): (A.pgd, px | dict(loss="cw")),
+        col("spatial", loss="cw"): (A.spatial, sw | dict(loss="cw")),
+        col("joint", loss="cw"): (A.joint, both | dict(loss="cw")),
     }
     if name == "quick" and steps != 100:  # with steps == 100 the "PGD100" key is the PGD{steps} column
         suite.pop("PGD100")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .evaluate import PAPER_TABLE1, PAPER_TABLE4, markdown_table
+from .evaluate import PAPER_TABLE1, PAPER_TABLE4, TABLE1_COLUMNS, markdown_table
 from .profiles import resolve_path, runs_dir
 
 __all__ = ["Job", "SweepResult", "expand_grid", "load_config", "make_jobs", "run_job", "sweep",
@@ -41,9 +41,6 @@ EXECUTORS = ("local", "ray")
 DEFAULT_NOTEBOOK = "notebooks/run_experiment.ipynb"
 # parameters the runner sets itself when the notebook declares them (they do not name the job)
 INJECTED = ("result_json", "out_dir")
-# Table 1 columns of the paper and the columns of our suite that measure them
-TABLE1_COLUMNS = {"Pristine": "Pristine", "FGSM": "FGSM", "PGD": "PGD{steps}", "Spatial": "Spatial",
-                  "Joint": "Joint-SP"}
 
 
 @dataclass

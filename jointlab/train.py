@@ -74,7 +74,7 @@ TARGETS = ("random", "most-confusing")
 class Method:
     """A row of the paper's tables: which attack perturbs the training batch and how."""
 
-    attack: str | None  # None, "pixel", "spatial", "joint", "cascade", "one_pass"
+    attack: str | None  # None, or a name of jointlab.attacks.ATTACKS: the training attack
     steps: int = 1
     target: str | None = "random"  # one of TARGETS (one-step: towards ŷ ≠ y, Alg. 3); None: untargeted
     smoothing: str = "simple"  # labels of the weight update, one of SMOOTHINGS
@@ -101,7 +101,7 @@ METHODS: dict[str, Method] = {
     "joint": Method("joint"),
     "joint-multi": Method("joint", **_MULTI),
     "cascade": Method("cascade"),
-    "one-pass": Method("one_pass"),
+    "one-pass": Method("one-pass"),
 }
 
 
@@ -235,16 +235,11 @@ def perturb_batch(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, num_
     eps_x, eps_w = cfg.eps_x, cfg.eps_w
     step_x = eps_x if m.step_x is None else m.step_x
     step_w = eps_w if m.step_w is None else m.step_w
-    kw = dict(steps=m.steps, targeted=cfg.target is not None, random_start=True)
-    if m.attack == "pixel":
-        res = A.pgd(model, x, target, eps_x, step_x, **kw)
-    elif m.attack == "spatial":
-        res = A.spatial(model, x, target, eps_w, step_w, **kw)
-    elif m.attack == "joint":
-        res = A.joint(model, x, target, eps_x, eps_w, step_x, step_w, order=cfg.order, **kw)
-    else:
-        res = getattr(A, m.attack)(model, x, target, eps_x, eps_w, step_x, step_w, **kw)
-    return res.x_adv
+    info = A.ATTACKS[m.attack]
+    kw = dict(info.extra, steps=m.steps, targeted=cfg.target is not None, random_start=True)
+    if info.fn is A.joint:
+        kw["order"] = cfg.order  # Table 3: SP or PS training
+    return info.fn(model, x, target, **info.budgets(eps_x, eps_w, step_x, step_w), **kw).x_adv
 
 
 def _train_loss(model, x_train, y, cfg: TrainConfig, num_classes: int, clean: Tensor | None):

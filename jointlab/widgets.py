@@ -19,7 +19,6 @@ import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import torch
@@ -34,22 +33,9 @@ __all__ = ["AttackKind", "ATTACK_KINDS", "KINDS", "attack_kind", "run_attack", "
            "figure_png", "FigureBox", "AttackPanel"]
 
 
-class AttackKind(NamedTuple):
-    fn: Callable
-    label: str
-    uses_x: bool  # has a pixel part δ (ε_x)
-    uses_w: bool  # has a flow part ω (ε_ω)
-    extra: dict = {}
-
-
-ATTACK_KINDS: dict[str, AttackKind] = {
-    "pixel": AttackKind(A.pgd, "pixel (PGD)", True, False),
-    "spatial": AttackKind(A.spatial, "spatial (Alg. 1)", False, True),
-    "joint": AttackKind(A.joint, "joint SP (Alg. 2)", True, True),
-    "joint-ps": AttackKind(A.joint, "joint PS (Alg. 2)", True, True, {"order": "ps"}),
-    "one-pass": AttackKind(A.one_pass, "one-pass", True, True),
-    "cascade": AttackKind(A.cascade, "cascade", True, True),
-}
+AttackKind = A.AttackInfo
+# the slider kinds: every attack of the registry that has a step count to slide (not FGSM)
+ATTACK_KINDS: dict[str, AttackKind] = {k: v for k, v in A.ATTACKS.items() if k != "fgsm"}
 KINDS = tuple(ATTACK_KINDS)
 
 

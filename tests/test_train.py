@@ -1,6 +1,7 @@
 """The trainer: every method learns, checkpoints resume exactly, DDP runs, loading is safe."""
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -138,7 +139,7 @@ def test_one_batch_trains_with_each_target(target, monkeypatch):
         return real_pgd(model, x, y, *args, **kwargs)
 
     monkeypatch.setattr("jointlab.train.perturb_batch", spy_perturb)
-    monkeypatch.setattr(A, "pgd", spy_pgd)
+    monkeypatch.setitem(A.ATTACKS, "pixel", dataclasses.replace(A.ATTACKS["pixel"], fn=spy_pgd))
     monkeypatch.setattr("jointlab.train.bilateral_labels", lambda z, y: labels.append(z) or real_labels(z, y))
     cfg = TrainConfig(method="bilateral", target=target, **(TINY | dict(limit=64, epochs=1)))
     result = train(cfg, device="cpu", progress=False)
