@@ -257,9 +257,10 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
             if diagnostics:  # one more restart of APGD-DLR on the survivors: is the ensemble converged?
                 for _, fn, kw in extra[threat]:
                     idx = robust.nonzero().squeeze(1)
-                    if len(idx):
-                        torch.manual_seed(10_000 + i)
-                        res = fn(model, x[idx], y[idx], **kw)
+                    if len(idx):  # a fresh start of its own, the caller's random stream left as it was
+                        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                            torch.manual_seed(10_000 + i)
+                            res = fn(model, x[idx], y[idx], **kw)
                         diag["restart"][threat] += int((~_correct(model, res.x_adv, y[idx])).sum())
         masks["Union"] = union
         for c in columns:

@@ -44,9 +44,52 @@ def test_apgd_respects_every_budget_exactly(tiny_model, threat, n, side, eps_x, 
 
 
 def test_apgd_checkpoints_follow_the_papers_schedule():
-    # p = 0, .22, .41, .57, .70, .80, .87, .93, .99 (then 1.05 > 1)
-    assert A.apgd_checkpoints(100) == [22, 41, 58, 70, 80, 87, 93, 99]
+    # p = 0, .22, .41, .57, .70, .80, .87, .93, .99 (then 1.05 > 1): the reference AutoAttack's checkpoints
+    # for N = 100 (its integer schedule 22, +19, +16, +13, +10, +7, +6, +6)
+    assert A.apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert A.apgd_checkpoints(1000)[:3] == [220, 410, 570]
     assert A.apgd_checkpoints(1) == [1]
+
+
+class Recorder(torch.nn.Module):
+    """Records every image the attack evaluates and the logits it got."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x):
+        logits = self.model(x)
+        self.seen.append((x.detach().clone(), logits.detach().clone()))
+        return logits
+
+
+@pytest.mark.parametrize("threat", A.THREATS)
+def test_apgd_returns_the_last_misclassified_iterate_else_the_best_point(tiny_model, threat):
+    """As AutoAttack: for an image any iterate misclassified, the last such iterate; for the others the
+    highest-loss one. The loss here (minus CE) climbs towards the label, so the two rules disagree."""
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 12, 12) * 2 - 1
+    with torch.no_grad():
+        y = tiny_model(x).argmax(1)
+    y[4:] = (y[4:] + 1) % 10  # half the images start misclassified
+    model = Recorder(tiny_model)
+
+    def towards_the_label(z, y):
+        return -torch.nn.functional.cross_entropy(z, y, reduction="none")
+
+    res = A.apgd(model, x, y, eps_x=8, eps_w=0.5, steps=6, threat=threat, loss=towards_the_label)
+    images = torch.stack([s[0] for s in model.seen])
+    logits = torch.stack([s[1] for s in model.seen])
+    wrong = logits.argmax(2) != y
+    loss = torch.stack([towards_the_label(z, y) for z in logits])
+    assert wrong.any(0).any() and (~wrong.any(0)).any(), "the batch holds both kinds of image"
+    for i in range(len(x)):
+        if wrong[:, i].any():
+            expected = images[wrong[:, i].nonzero().max(), i]
+        else:
+            expected = images[loss[:, i].argmax(), i]
+        torch.testing.assert_close(res.x_adv[i], expected.clamp(-1, 1), msg=f"image {i}")
 
 
 def test_dlr_losses_are_invariant_to_logit_scale_and_shift():
@@ -113,6 +156,31 @@ def test_union_is_below_every_column(strong_report):
     assert 0 < strong_report.stderr["Pristine"] < 10
     md = strong_report.markdown("natural")
     assert "Union" in md and "diagnostics" in md and "±" in md
+
+
+class Constant(torch.nn.Module):
+    """Predicts class 0 whatever the image: every image survives every attack."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.tensor([5.0] + [0.0] * 9))
+
+    def forward(self, x):
+        return self.logits + 0 * x.flatten(1)[:, :1]
+
+
+def test_strong_evaluate_leaves_the_callers_random_stream_alone():
+    """The extra restart must not reseed the global generator: what the caller draws afterwards still
+    depends on the caller's seed."""
+    x, y = torch.rand(4, 1, 8, 8) * 2 - 1, torch.zeros(4, dtype=torch.long)
+    after = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        report = strong_evaluate(Constant(), (x, y), eps_x=8, eps_w=0.3, steps=1, apgd_steps=2, top_k=1,
+                                 suite="quick", threats=("pixel",), progress=False)
+        assert report.accuracy["Union"] == 100.0  # the restart ran on every image
+        after.append(torch.rand(4))
+    assert not torch.equal(*after)
 
 
 class Quantized(torch.nn.Module):
