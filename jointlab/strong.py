@@ -10,7 +10,12 @@ the worst case:
     Pixel (worst)    robust to the paper's pixel columns and to APGD-CE, APGD-DLR and APGD-T in the ℓ∞ ball
     Spatial (worst)  the same in the ℓ2,∞ flow ball (Alg. 1's threat)
     Joint (worst)    the same for x̄ = T(x, ω) + δ (double passes, SP and PS)
-    Union            robust to every attack of every threat model
+    Union            robust to every attack of every threat model: the joint threat's worst case, since
+                     its set x̄ = T(x, ω) + δ contains the pixel ball (ω = 0) and the flow ball (δ = 0)
+
+Every adversarial example found inside the nominal budget counts, the diagnostics' too (one more
+APGD-DLR restart, a random point of the threat set, the attack transferred from `source`), as
+AutoAttack counts every image any member broke; the huge-budget check lies outside and does not.
 
 As AutoAttack does, each attack of an ensemble runs only on the images that are still robust, so the
 suite costs little more than its strongest member. `passes` counts the forward/backward passes (per
@@ -40,9 +45,13 @@ from .attacks import compose, eval_mode
 from .threats import FlowBall, PixelBall
 
 __all__ = ["Diagnostic", "RobustnessReport", "PassCounter", "strong_members", "strong_evaluate",
-           "check_logits", "diagnose", "MASKING_THRESHOLDS", "WORST_COLUMNS"]
+           "check_logits", "diagnose", "MASKING_THRESHOLDS", "WORST_COLUMNS", "UNION_NOTE"]
 
 WORST_COLUMNS = {"pixel": "Pixel (worst)", "spatial": "Spatial (worst)", "joint": "Joint (worst)"}
+UNION_NOTE = ("Union is the worst case of the joint threat (its set contains the pixel and the flow "
+              "balls), so Joint (worst) ≥ Union. Worst cases and Union count every image an attack inside "
+              "the budget broke, the diagnostics' included (one more restart, a random point, a transferred "
+              "attack).")
 # which threat model each of the paper's attack functions searches
 _THREAT_OF = {A.fgsm: "pixel", A.pgd: "pixel", A.spatial: "spatial", A.joint: "joint",
               A.one_pass: "joint", A.cascade: "joint"}
@@ -130,7 +139,9 @@ class Diagnostic:
 @dataclass
 class RobustnessReport:
     """Accuracy (%) per column with its standard error, the forward/backward passes per image that
-    each column cost, and the gradient-masking diagnostics."""
+    each column cost, and the gradient-masking diagnostics; `probes` holds their measurements per
+    threat (% of the images): accuracy at the huge budget, at a random point and under the transferred
+    attack, and the share one more APGD-DLR restart broke."""
 
     accuracy: dict[str, float]
     stderr: dict[str, float]
@@ -138,6 +149,7 @@ class RobustnessReport:
     images: int
     diagnostics: list[Diagnostic] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    probes: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def fired(self) -> list[Diagnostic]:
@@ -157,6 +169,8 @@ class RobustnessReport:
             "",
         ]
         fired = self.fired
+        if "Union" in self.accuracy:
+            lines += [UNION_NOTE, ""]
         lines.append(f"Gradient-masking diagnostics: {len(fired)} of {len(self.diagnostics)} fired"
                      + (":" if fired else "."))
         lines += [f"- **{d.name}**: {d.detail}" for d in fired]
@@ -164,9 +178,14 @@ class RobustnessReport:
 
     def to_dict(self) -> dict:
         return {"accuracy": self.accuracy, "stderr": self.stderr, "passes_per_image": self.passes,
-                "images": self.images, "settings": self.settings,
+                "images": self.images, "settings": self.settings, "probes": self.probes,
                 "diagnostics": [{"name": d.name, "fired": d.fired, "detail": d.detail}
                                 for d in self.diagnostics]}
+
+
+def _white_box(steps: int) -> dict[str, str]:
+    """The paper's white-box column of each threat, the reference of the noise and transfer checks."""
+    return {"pixel": f"PGD{steps}", "spatial": "Spatial", "joint": "Joint-SP"}
 
 
 def _random_point(x: Tensor, threat: str, eps_x: float, eps_w: float) -> Tensor:
@@ -240,7 +259,7 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
             before = counter.grad_images
             masks[name] = _correct(model, fn(counter, x, y, **kw).x_adv, y)
             passes[name] += counter.grad_images - before
-        union = clean.clone()
+        worst = {}
         for threat, members_ in members.items():
             own = [c for c, (fn, _) in paper.items() if _THREAT_OF.get(fn) == threat]
             robust = clean.clone()
@@ -252,31 +271,45 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
                 if len(idx):
                     robust[idx] &= _correct(model, fn(counter, x[idx], y[idx], **kw).x_adv, y[idx])
             member_passes[threat] += counter.grad_images - before
-            masks[WORST_COLUMNS[threat]] = robust
-            union &= robust
-            if diagnostics:  # one more restart of APGD-DLR on the survivors: is the ensemble converged?
+            worst[threat] = robust
+        # The diagnostics' attacks, after every member so that the members draw the same random numbers
+        # either way. Those inside the nominal budget (one more APGD-DLR restart on the survivors, a
+        # random point, the transferred attack) count as members: what they break leaves the worst case
+        # (AutoAttack counts every image any member broke). The huge budget lies outside; it is only counted.
+        if diagnostics:
+            for threat, robust in worst.items():
                 for _, fn, kw in extra[threat]:
                     idx = robust.nonzero().squeeze(1)
                     if len(idx):  # a fresh start of its own, the caller's random stream left as it was
+                        before = counter.grad_images
                         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                             torch.manual_seed(10_000 + i)
-                            res = fn(model, x[idx], y[idx], **kw)
-                        diag["restart"][threat] += int((~_correct(model, res.x_adv, y[idx])).sum())
-        masks["Union"] = union
-        for c in columns:
-            correct[c] += int(masks[c].sum())
-        if diagnostics:
-            huge_w = side / 4 if huge_eps_w is None else huge_eps_w
-            for threat in threats:
+                            res = fn(counter, x[idx], y[idx], **kw)
+                        member_passes[threat] += counter.grad_images - before
+                        broken = ~_correct(model, res.x_adv, y[idx])
+                        diag["restart"][threat] += int(broken.sum())
+                        robust[idx[broken]] = False
+                noise = _correct(model, _random_point(x, threat, eps_x, eps_w), y)
+                diag["noise"][threat] += int(noise.sum())
+                robust &= noise
+                huge_w = side / 4 if huge_eps_w is None else huge_eps_w
                 ex, ew = (huge_eps_x if threat != "spatial" else 0), (huge_w if threat != "pixel" else 0)
                 res = A.apgd(model, x, y, eps_x=ex, eps_w=ew, steps=steps, threat=threat, loss="dlr")
                 diag["huge"][threat] += int(_correct(model, res.x_adv, y).sum())
-                diag["noise"][threat] += int(_correct(model, _random_point(x, threat, eps_x, eps_w), y).sum())
-                if source is not None:
-                    col = {"pixel": f"PGD{steps}", "spatial": "Spatial", "joint": "Joint-SP"}[threat]
-                    fn, kw = paper[col]
-                    diag["transfer"][threat] += int(_correct(model, fn(source, x, y, **kw).x_adv, y).sum())
+            if source is not None:  # last: with or without a source, the above draws the same random numbers
+                for threat, robust in worst.items():
+                    fn, kw = paper[_white_box(steps)[threat]]
+                    transferred = _correct(model, fn(source, x, y, **kw).x_adv, y)
+                    diag["transfer"][threat] += int(transferred.sum())
+                    robust &= transferred
             diag["zero_grad"] += int(_zero_gradients(model, x, y).sum())
+        union = clean.clone()
+        for threat in threats:
+            masks[WORST_COLUMNS[threat]] = worst[threat]
+            union &= worst[threat]
+        masks["Union"] = union
+        for c in columns:
+            correct[c] += int(masks[c].sum())
         total += len(y)
     if total == 0:
         raise ValueError("data must hold at least one image")
@@ -294,6 +327,8 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
                       restarts=restarts))
     if diagnostics:
         diag["with_source"] = source is not None
+        probes = ("huge", "noise", "restart") + (("transfer",) if source is not None else ())
+        report.probes = {k: {th: 100.0 * v / total for th, v in diag[k].items()} for k in probes}
         report.diagnostics = diagnose(accuracy, steps, diag, total,
                                       (huge_eps_x, "side/4" if huge_eps_w is None else f"{huge_eps_w:g}"))
     return report
@@ -305,7 +340,7 @@ def diagnose(acc: dict[str, float], steps: int = 20, counts: dict | None = None,
     columns): one-step vs iterative, PGD{steps} vs PGD100, CE vs margin loss. With the extra counts of
     `strong_evaluate` (huge budget, random noise, transfer, one more restart, zero gradients) the rest."""
     t = MASKING_THRESHOLDS
-    white = {"pixel": f"PGD{steps}", "spatial": "Spatial", "joint": "Joint-SP"}
+    white = _white_box(steps)
     cw = {"pixel": f"PGD{steps}-CW", "spatial": "Spatial-CW", "joint": "Joint-CW"}
     out = []
     pgd_ = acc.get(white["pixel"])

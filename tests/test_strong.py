@@ -146,6 +146,7 @@ def test_union_is_below_every_column(strong_report):
     assert list(acc)[0] == "Pristine" and list(acc)[-4:] == [*WORST_COLUMNS.values(), "Union"]
     for c, v in acc.items():
         assert acc["Union"] <= v, c
+    assert acc["Joint (worst)"] >= acc["Union"]  # the joint threat contains the pixel and the flow balls
     for col, own in [("Pixel (worst)", ["FGSM", "PGD5", "PGD5-CW"]),
                      ("Spatial (worst)", ["Spatial", "Spatial-CW"]),
                      ("Joint (worst)", ["Joint-SP", "Joint-PS", "Joint-CW"])]:
@@ -156,6 +157,7 @@ def test_union_is_below_every_column(strong_report):
     assert 0 < strong_report.stderr["Pristine"] < 10
     md = strong_report.markdown("natural")
     assert "Union" in md and "diagnostics" in md and "±" in md
+    assert "Union is the worst case of the joint threat" in md
 
 
 class Constant(torch.nn.Module):
@@ -219,6 +221,24 @@ def test_masking_diagnostics_fire_on_a_masked_model(trained_model, fmnist_test_b
     report = strong_evaluate(wrapper(trained_model).eval(), (x, y), eps_x=8, eps_w=0.28, steps=5,
                              apgd_steps=10, top_k=2, suite="quick", progress=False)
     assert expected <= _fired(report), [str(d) for d in report.diagnostics]
+
+
+def test_worst_case_and_union_count_what_the_transfer_attack_broke(trained_model, fmnist_test_batch):
+    """On a gradient-masked model the white-box attacks miss images that the attack transferred from its
+    unmasked twin breaks: those leave the worst columns and Union (the same random numbers otherwise)."""
+    x, y = fmnist_test_batch[0][:32], fmnist_test_batch[1][:32]
+    masked = Quantized(trained_model).eval()
+    kw = dict(eps_x=8, eps_w=0.28, steps=5, apgd_steps=5, top_k=1, suite="quick", progress=False)
+    torch.manual_seed(0)
+    alone = strong_evaluate(masked, (x, y), **kw)
+    torch.manual_seed(0)
+    folded = strong_evaluate(masked, (x, y), source=trained_model, **kw)
+    a, b = alone.accuracy, folded.accuracy
+    assert all(a[c] == b[c] for c in a if c not in (*WORST_COLUMNS.values(), "Union"))
+    for threat, col in WORST_COLUMNS.items():
+        assert b[col] <= min(a[col], folded.probes["transfer"][threat]), col
+    assert b["Union"] < a["Union"] and b["Joint (worst)"] < a["Joint (worst)"]
+    assert all(b["Union"] <= v for v in b.values()) and b["Joint (worst)"] >= b["Union"]
 
 
 def test_bad_input_gets_one_clear_error(trained_model, fmnist_test_batch):
