@@ -169,11 +169,11 @@ def apgd_checkpoints(steps: int) -> list[int]:
 
 class _APGDRule:
     """APGD's step rule (Croce & Hein 2020), per sample and per threat variable: step size η starting
-    at 2ε, momentum 0.75, and at each checkpoint η halved and the iterate moved back to the best
-    point when fewer than ρ = 0.75 of the evaluations since the last checkpoint raised the loss, or
-    when η was not halved last time and the best loss has not improved since. Outputs, as AutoAttack
-    does, the last misclassified iterate of each sample the attack broke, else its best (highest-loss)
-    point.
+    at the ball's step (`apgd`: 2ε), momentum 0.75, and at each checkpoint η halved and the iterate
+    moved back to the best point when fewer than ρ = 0.75 of the evaluations since the last checkpoint
+    raised the loss, or when η was not halved last time and the best loss has not improved since.
+    Outputs, as AutoAttack does, the last misclassified iterate of each sample the attack broke, else
+    its best (highest-loss) point.
 
     With several variables (the joint threat) each has its own η; they are halved together, and the
     best point is the best (ω, δ) pair. After a restart the momentum of the restarted samples is reset.
@@ -185,7 +185,7 @@ class _APGDRule:
     def __init__(self, var: dict[str, Tensor], balls: dict, steps: int):
         some = next(iter(var.values()))
         n, dev = some.shape[0], some.device
-        self.eta = {k: torch.full((n, 1, 1, 1), 2.0 * balls[k].eps, dtype=v.dtype, device=dev)
+        self.eta = {k: torch.full((n, 1, 1, 1), balls[k].step_size, dtype=v.dtype, device=dev)
                     for k, v in var.items()}
         self.prev: dict[str, Tensor | None] = dict.fromkeys(var)
         self.best = {k: v.detach().clone() for k, v in var.items()}
@@ -264,7 +264,7 @@ def attack(
     the current warped image T(x, ω), as in Eq. 10: when ω moves, δ is projected again.
 
     `rule` chooses how a variable moves along its ball's steepest-ascent direction: "pgd" (the
-    paper's: fixed step, last iterate) or "apgd" (step size 2ε halved at checkpoints, momentum,
+    paper's: fixed step, last iterate) or "apgd" (the ball's step halved at checkpoints, momentum,
     restarts from the best point; returns the last misclassified iterate, else the best point; see
     `apgd`). `loss` is a name of `ATTACK_LOSSES` or a function (logits, y) -> per-sample loss to ascend.
 
@@ -412,14 +412,17 @@ def cascade(model, x, y, eps_x: float = 8, eps_w: float = 0.3, step_x: float = 2
     return AttackResult(x_adv=second.x_adv, delta=second.delta, flow=first.flow)
 
 
-def _threat_setup(threat: str, eps_x: float, eps_w: float, order: str):
-    """Threat models and schedule of a named threat, with the budgets as initial step sizes."""
+def _threat_setup(threat: str, eps_x: float, eps_w: float, order: str, max_step_w: float | None = None):
+    """Threat models and schedule of a named threat, with APGD's initial steps 2ε (the flow's at most
+    `max_step_w` pixels)."""
+    pixel = PixelBall(eps_x, 2 * eps_x)
+    flow = FlowBall(eps_w, 2 * eps_w if max_step_w is None else min(2 * eps_w, max_step_w))
     if threat == "pixel":
-        return [PixelBall(eps_x, eps_x)], SCHEDULES["pixel"]
+        return [pixel], SCHEDULES["pixel"]
     if threat == "spatial":
-        return [FlowBall(eps_w, eps_w)], SCHEDULES["spatial"]
+        return [flow], SCHEDULES["spatial"]
     if threat == "joint":
-        return [FlowBall(eps_w, eps_w), PixelBall(eps_x, eps_x)], SCHEDULES[_check_order(order)]
+        return [flow, pixel], SCHEDULES[_check_order(order)]
     raise ValueError(f"threat must be one of {THREATS}; got {threat!r}")
 
 
@@ -427,7 +430,7 @@ THREATS = ("pixel", "spatial", "joint")
 
 
 def apgd(model, x, y, eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, threat: str = "pixel",
-         order: str = "sp", *, loss="ce", random_start=True, targeted=False):
+         order: str = "sp", *, loss="ce", random_start=True, targeted=False, max_step_w: float | None = None):
     """APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
     diverse parameter-free attacks") on any of our threat models.
 
@@ -440,10 +443,16 @@ def apgd(model, x, y, eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, th
     the others.
 
     Args: eps_x in 0–255 levels, eps_w in pixels, steps = N_iter (paper: 100), threat "pixel" |
-    "spatial" | "joint", loss "ce" | "dlr" | "cw" or a function (logits, y) -> per-sample loss.
+    "spatial" | "joint", loss "ce" | "dlr" | "cw" or a function (logits, y) -> per-sample loss,
+    max_step_w: a cap (pixels) on the flow's step, which otherwise starts at 2ε_ω. The warp is linear
+    only within about one pixel, so at flow budgets of several pixels a 2ε_ω step overshoots every
+    useful direction (`strong_evaluate`'s huge-budget check caps it at 1 px).
     Example: `apgd(model, x, y, eps_x=8, threat="pixel", loss="dlr").x_adv`
     """
-    threats, schedule = _threat_setup(threat, eps_x, eps_w, order)
+    if max_step_w is not None and (isinstance(max_step_w, bool) or not isinstance(max_step_w, (int, float))
+                                   or not max_step_w > 0):
+        raise ValueError(f"max_step_w must be a number > 0 (pixels) or None; got {max_step_w!r}")
+    threats, schedule = _threat_setup(threat, eps_x, eps_w, order, max_step_w)
     return attack(model, x, y, threats, schedule, steps, random_start=random_start, targeted=targeted,
                   loss=loss, rule="apgd")
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from jointlab import attacks as A
 from jointlab.losses import dlr_loss, targeted_dlr_loss
-from jointlab.strong import WORST_COLUMNS, strong_evaluate
+from jointlab.strong import MASKING_THRESHOLDS, WORST_COLUMNS, diagnose, significant, strong_evaluate
 from jointlab.threats import levels_to_unit
 from jointlab.warp import flow_norm, warp
 
@@ -90,6 +90,31 @@ def test_apgd_returns_the_last_misclassified_iterate_else_the_best_point(tiny_mo
         else:
             expected = images[loss[:, i].argmax(), i]
         torch.testing.assert_close(res.x_adv[i], expected.clamp(-1, 1), msg=f"image {i}")
+
+
+class Brightness(torch.nn.Module):
+    """Always predicts class 0, with a logit that grows with the mean brightness (linear in the image)."""
+
+    def forward(self, x):
+        z = torch.zeros(len(x), 10)
+        z[:, 0] = 100 + x.mean((1, 2, 3))
+        return z
+
+
+def test_apgd_caps_the_flow_step_only_when_asked():
+    # on a brightness ramp (slope 2/11 per pixel) the first flow step shifts the image by the step length
+    x = torch.linspace(-1, 1, 12).expand(2, 1, 12, 12).contiguous()
+    y = torch.zeros(2, dtype=torch.long)
+    shift = {}
+    for cap in (None, 1.0):
+        model = Recorder(Brightness())
+        A.apgd(model, x, y, eps_w=4.0, steps=10, threat="spatial", random_start=False, max_step_w=cap,
+               loss=lambda z, y: z[:, 0])
+        first, second = model.seen[0][0], model.seen[1][0]
+        shift[cap] = ((second - first)[..., 3] / (2 / 11)).mean().item()
+    assert shift[None] == pytest.approx(4.0) and shift[1.0] == pytest.approx(1.0)  # 2ε_ω projected onto ε_ω
+    with pytest.raises(ValueError, match="max_step_w must be a number > 0"):
+        A.apgd(Brightness(), x, y, max_step_w=0, steps=1, threat="spatial")
 
 
 def test_dlr_losses_are_invariant_to_logit_scale_and_shift():
@@ -228,17 +253,39 @@ def test_worst_case_and_union_count_what_the_transfer_attack_broke(trained_model
     unmasked twin breaks: those leave the worst columns and Union (the same random numbers otherwise)."""
     x, y = fmnist_test_batch[0][:32], fmnist_test_batch[1][:32]
     masked = Quantized(trained_model).eval()
-    kw = dict(eps_x=8, eps_w=0.28, steps=5, apgd_steps=5, top_k=1, suite="quick", progress=False)
+    kw = dict(eps_x=8, eps_w=0.28, steps=5, apgd_steps=5, top_k=1, suite="quick", threats=("pixel", "joint"),
+              progress=False)
     torch.manual_seed(0)
     alone = strong_evaluate(masked, (x, y), **kw)
     torch.manual_seed(0)
     folded = strong_evaluate(masked, (x, y), source=trained_model, **kw)
     a, b = alone.accuracy, folded.accuracy
     assert all(a[c] == b[c] for c in a if c not in (*WORST_COLUMNS.values(), "Union"))
-    for threat, col in WORST_COLUMNS.items():
+    for threat in kw["threats"]:
+        col = WORST_COLUMNS[threat]
         assert b[col] <= min(a[col], folded.probes["transfer"][threat]), col
     assert b["Union"] < a["Union"] and b["Joint (worst)"] < a["Joint (worst)"]
     assert all(b["Union"] <= v for v in b.values()) and b["Joint (worst)"] >= b["Union"]
+
+
+def test_one_noise_rule_for_every_diagnostic():
+    """An effect fires only beyond its threshold, two standard errors and `min_images` images: one image
+    of 48 (2.1 %) fires nothing, whatever the check."""
+    n, k = 48, MASKING_THRESHOLDS["min_images"]
+    assert not significant(100 / n, n, 2.0)                    # one image: above the 2 % threshold only
+    assert not significant(100 * (k - 1) / n, n, 0.0)          # fewer than min_images
+    assert significant(100 * 6 / n, n, 2.0)                    # 12.5 % > 2 s.e. (9.5 %) and 6 images
+    assert not significant(10.0, 10_000, 10.0)                 # the threshold still holds on many images
+    assert significant(10.5, 10_000, 10.0) and significant(3.0, None, 2.0)  # a table alone: threshold only
+    one = {th: 1 for th in A.THREATS}
+    acc = {"Pristine": 80.0, "FGSM": 60 - 100 / n, "PGD10": 60.0, "Spatial": 60.0, "Joint-SP": 40.0,
+           "PGD10-CW": 60 - 100 / n, "Spatial-CW": 60.0, "Joint-CW": 40 - 100 / n}
+    counts = {"huge": one, "restart": one, "noise": {"pixel": 60 * n // 100 - 1, "spatial": 60 * n // 100,
+              "joint": 40 * n // 100}, "transfer": one, "with_source": False, "zero_grad": 1}
+    assert not [d for d in diagnose(acc, 10, counts, n) if d.fired]
+    counts["huge"] = {th: 6 for th in A.THREATS}
+    fired = [d.name for d in diagnose(acc, 10, counts, n) if d.fired]
+    assert fired == ["a huge budget leaves accuracy above ~0 %"]
 
 
 def test_bad_input_gets_one_clear_error(trained_model, fmnist_test_batch):
@@ -267,23 +314,33 @@ NOTEBOOK_06_IMAGES = 48
 
 
 @pytest.fixture(scope="module")
-def madry_quick(quick_runs, tmp_path_factory):
-    """The quick profile's Madry model (multi-step PGD training), from the cache the notebook tests share,
-    and its 64 test images."""
+def quick_profile(quick_runs, tmp_path_factory):
+    """The quick profile, its models from the cache the notebook tests share (the shipped lesson models)."""
     from jointlab.profiles import get_profile
 
-    P = get_profile("quick", cache_dir=str(quick_runs / "cache"), out_dir=str(tmp_path_factory.mktemp("out")))
-    return P.model("madry", progress=False), *P.test_batch()
+    out = tmp_path_factory.mktemp("out")
+    return get_profile("quick", cache_dir=str(quick_runs / "cache"), out_dir=str(out))
 
 
-def test_masking_diagnostics_stay_silent_on_a_multi_step_model(madry_quick):
-    model, x, y = madry_quick
-    torch.manual_seed(0)
-    # the report a learner reads in notebook 06 must not cry wolf
+@pytest.fixture(scope="module")
+def madry_quick(quick_profile):
+    """The quick profile's Madry model (multi-step PGD training) and its 64 test images."""
+    return quick_profile.model("madry", progress=False), *quick_profile.test_batch()
+
+
+@pytest.mark.parametrize("method", ["natural", "madry", "bilateral", "spatial", "joint"])
+def test_masking_diagnostics_stay_silent_on_every_lesson_model(quick_profile, method):
+    """The report a learner reads in notebook 06 must not cry wolf: no check fires on the shipped lesson
+    models, the huge-budget check on the flow threats included (it fired on three of them when APGD's
+    first flow step was 2ε_ω = 14 px and it ran the paper's steps)."""
+    model = quick_profile.model(method, progress=False)
+    x, y = quick_profile.test_batch()
     n = NOTEBOOK_06_IMAGES
+    torch.manual_seed(0)
     report = strong_evaluate(model, (x[:n], y[:n]), **NOTEBOOK_06, progress=False)
     assert not report.fired, [str(d) for d in report.diagnostics]
     assert len(report.diagnostics) == 6
+    assert report.accuracy["Joint (worst)"] >= report.accuracy["Union"]
 
 
 @pytest.mark.slow  # `make test-slow` (CI runs it after `make test`)
