@@ -167,7 +167,7 @@ class _PGDRule:
     def __init__(self, var: dict[str, Tensor], balls: dict, steps: int):
         pass
 
-    def observe(self, losses: Tensor, var: dict[str, Tensor]) -> None:
+    def observe(self, losses: Tensor, var: dict[str, Tensor], fooled: Tensor) -> None:
         pass
 
     def update(self, name: str, ball, v: Tensor, grad: Tensor, base: Tensor) -> Tensor:
@@ -182,14 +182,17 @@ def apgd_checkpoints(steps: int) -> list[int]:
     p = [0.0, 0.22]
     while p[-1] < 1:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(q * steps) for q in p if 0 < q <= 1})
+    # rounded before ceil: the sums carry float error (p_3 · 100 = 57.00000000000001 would give 58, not 57)
+    return sorted({math.ceil(round(q * steps, 9)) for q in p if 0 < q <= 1})
 
 
 class _APGDRule:
     """APGD's step rule (Croce & Hein 2020), per sample and per threat variable: step size η starting
-    at 2ε, momentum 0.75, and at each checkpoint η halved and the iterate moved back to the best
-    point when fewer than ρ = 0.75 of the evaluations since the last checkpoint raised the loss, or
-    when η was not halved last time and the best loss has not improved since. Outputs the best point.
+    at the ball's step (`apgd`: 2ε), momentum 0.75, and at each checkpoint η halved and the iterate
+    moved back to the best point when fewer than ρ = 0.75 of the evaluations since the last checkpoint
+    raised the loss, or when η was not halved last time and the best loss has not improved since.
+    Outputs, as AutoAttack does, the last misclassified iterate of each sample the attack broke, else
+    its best (highest-loss) point.
 
     With several variables (the joint threat) each has its own η; they are halved together, and the
     best point is the best (ω, δ) pair. After a restart the momentum of the restarted samples is reset.
@@ -201,10 +204,12 @@ class _APGDRule:
     def __init__(self, var: dict[str, Tensor], balls: dict, steps: int):
         some = next(iter(var.values()))
         n, dev = some.shape[0], some.device
-        self.eta = {k: torch.full((n, 1, 1, 1), 2.0 * balls[k].eps, dtype=v.dtype, device=dev)
+        self.eta = {k: torch.full((n, 1, 1, 1), balls[k].step_size, dtype=v.dtype, device=dev)
                     for k, v in var.items()}
         self.prev: dict[str, Tensor | None] = dict.fromkeys(var)
         self.best = {k: v.detach().clone() for k, v in var.items()}
+        self.adversarial = {k: v.detach().clone() for k, v in var.items()}  # last misclassified iterate
+        self.fooled = torch.zeros(n, dtype=torch.bool, device=dev)
         self.best_loss = torch.full((n,), -math.inf, device=dev)
         self.last_loss: Tensor | None = None
         self.successes = torch.zeros(n, device=dev)
@@ -213,11 +218,13 @@ class _APGDRule:
         self.best_at_checkpoint = self.best_loss.clone()
         self.halved_last = torch.zeros(n, dtype=torch.bool, device=dev)
 
-    def observe(self, losses: Tensor, var: dict[str, Tensor]) -> None:
+    def observe(self, losses: Tensor, var: dict[str, Tensor], fooled: Tensor) -> None:
         losses = losses.detach().float()
         better = losses > self.best_loss
         for k, v in var.items():
             self.best[k][better] = v.detach()[better]
+            self.adversarial[k][fooled] = v.detach()[fooled]
+        self.fooled |= fooled
         self.best_loss = torch.where(better, losses, self.best_loss)
         if self.last_loss is not None:
             self.successes += (losses > self.last_loss).float()
@@ -249,6 +256,11 @@ class _APGDRule:
         self.evaluations = 0
         return bool(halve.any())
 
+    def result(self) -> dict[str, Tensor]:
+        """The last misclassified iterate where there is one, else the best point."""
+        return {k: torch.where(self.fooled.view(-1, *[1] * (v.dim() - 1)), self.adversarial[k], v)
+                for k, v in self.best.items()}
+
 
 STEP_RULES = {"pgd": _PGDRule, "apgd": _APGDRule}
 
@@ -271,9 +283,9 @@ def attack(
     the current warped image T(x, ω), as in Eq. 10: when ω moves, δ is projected again.
 
     `rule` chooses how a variable moves along its ball's steepest-ascent direction: "pgd" (the
-    paper's: fixed step, last iterate) or "apgd" (step size 2ε halved at checkpoints, momentum,
-    restarts from the best point, best point returned; see `apgd`). `loss` is a name of
-    `ATTACK_LOSSES` or a function (logits, y) -> per-sample loss to ascend.
+    paper's: fixed step, last iterate) or "apgd" (the ball's step halved at checkpoints, momentum,
+    restarts from the best point; returns the last misclassified iterate, else the best point; see
+    `apgd`). `loss` is a name of `ATTACK_LOSSES` or a function (logits, y) -> per-sample loss to ascend.
 
     Example (Alg. 2 by hand): `attack(model, x, y, [FlowBall(0.3, 0.15), PixelBall(8, 2)],
     SCHEDULES["sp"], steps=20)`.
@@ -297,7 +309,10 @@ def attack(
         x_bar = warp(x, var["flow"]) if "flow" in names else base
         if "delta" in var:
             x_bar = x_bar + var["delta"]
-        return sign * loss_fn(model(x_bar), y)
+        logits = model(x_bar)
+        with torch.no_grad():  # did this iterate fool the model (reach the target, when targeted)?
+            fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
+        return sign * loss_fn(logits, y), fooled
 
     with eval_mode(model), torch.enable_grad():
         var: dict[str, Tensor] = {}
@@ -314,13 +329,13 @@ def attack(
             for names in schedule:
                 for name in names:
                     var[name].requires_grad_(True)
-                losses = objective(var, base, names)
+                losses, fooled = objective(var, base, names)
                 grads = dict(zip(names, torch.autograd.grad(losses.sum(), [var[n] for n in names]),
                                  strict=True))
                 with torch.no_grad():
                     for name in names:
                         var[name] = var[name].detach()
-                    step_rule.observe(losses, var)
+                    step_rule.observe(losses, var, fooled)
                     if "flow" in grads:
                         var["flow"] = step_rule.update("flow", flow_ball, var["flow"], grads["flow"], base)
                         if pixel_ball is not None:  # the centre of the pixel ball moved
@@ -333,9 +348,10 @@ def attack(
                 if step_rule.end_step(k, var) and flow_ball is not None:  # moved back to the best point
                     base = warp(x, var["flow"])
         if step_rule.keeps_best:  # the last iterate has not been evaluated yet
-            with torch.no_grad():
-                step_rule.observe(objective(var, base), var)
-                var = step_rule.best
+            with torch.no_grad():  # warped afresh: without a pixel ball `base` does not follow ω
+                losses, fooled = objective(var, base, tuple(var))
+                step_rule.observe(losses, var, fooled)
+                var = step_rule.result()
 
     with torch.no_grad():
         x_adv = compose(x, var.get("flow"), var.get("delta"))
@@ -415,14 +431,17 @@ def cascade(model, x, y, eps_x: float = 8, eps_w: float = 0.3, step_x: float = 2
     return AttackResult(x_adv=second.x_adv, delta=second.delta, flow=first.flow)
 
 
-def _threat_setup(threat: str, eps_x: float, eps_w: float, order: str):
-    """Threat models and schedule of a named threat, with the budgets as initial step sizes."""
+def _threat_setup(threat: str, eps_x: float, eps_w: float, order: str, max_step_w: float | None = None):
+    """Threat models and schedule of a named threat, with APGD's initial steps 2ε (the flow's at most
+    `max_step_w` pixels)."""
+    pixel = PixelBall(eps_x, 2 * eps_x)
+    flow = FlowBall(eps_w, 2 * eps_w if max_step_w is None else min(2 * eps_w, max_step_w))
     if threat == "pixel":
-        return [PixelBall(eps_x, eps_x)], SCHEDULES["pixel"]
+        return [pixel], SCHEDULES["pixel"]
     if threat == "spatial":
-        return [FlowBall(eps_w, eps_w)], SCHEDULES["spatial"]
+        return [flow], SCHEDULES["spatial"]
     if threat == "joint":
-        return [FlowBall(eps_w, eps_w), PixelBall(eps_x, eps_x)], SCHEDULES[_check_order(order)]
+        return [flow, pixel], SCHEDULES[_check_order(order)]
     raise ValueError(f"threat must be one of {THREATS}; got {threat!r}")
 
 
@@ -474,7 +493,7 @@ def threat_of(fn: Callable) -> str:
 
 
 def apgd(model, x, y, eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, threat: str = "pixel",
-         order: str = "sp", *, loss="ce", random_start=True, targeted=False):
+         order: str = "sp", *, loss="ce", random_start=True, targeted=False, max_step_w: float | None = None):
     """APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
     diverse parameter-free attacks") on any of our threat models.
 
@@ -482,14 +501,21 @@ def apgd(model, x, y, eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, th
     at the checkpoints of the paper's schedule when too few steps raised the loss or the best loss
     stalled; momentum 0.75; the steepest-ascent step of each ball (sign for the ℓ∞ ball of δ, the
     vector sign of Eq. 8 for the ℓ2,∞ ball of ω). The joint threat alternates the two variables in
-    double passes (Alg. 2, `order` "sp" or "ps"), each with its own step size. Returns the best point
-    found for each image (highest loss), not the last iterate.
+    double passes (Alg. 2, `order` "sp" or "ps"), each with its own step size. Returns, as AutoAttack
+    does, the last misclassified iterate of each image it broke, and the best (highest-loss) point of
+    the others.
 
     Args: eps_x in 0–255 levels, eps_w in pixels, steps = N_iter (paper: 100), threat "pixel" |
-    "spatial" | "joint", loss "ce" | "dlr" | "cw" or a function (logits, y) -> per-sample loss.
+    "spatial" | "joint", loss "ce" | "dlr" | "cw" or a function (logits, y) -> per-sample loss,
+    max_step_w: a cap (pixels) on the flow's step, which otherwise starts at 2ε_ω. The warp is linear
+    only within about one pixel, so at flow budgets of several pixels a 2ε_ω step overshoots every
+    useful direction (`strong_evaluate`'s huge-budget check caps it at 1 px).
     Example: `apgd(model, x, y, eps_x=8, threat="pixel", loss="dlr").x_adv`
     """
-    threats, schedule = _threat_setup(threat, eps_x, eps_w, order)
+    if max_step_w is not None and (isinstance(max_step_w, bool) or not isinstance(max_step_w, (int, float))
+                                   or not max_step_w > 0):
+        raise ValueError(f"max_step_w must be a number > 0 (pixels) or None; got {max_step_w!r}")
+    threats, schedule = _threat_setup(threat, eps_x, eps_w, order, max_step_w)
     return attack(model, x, y, threats, schedule, steps, random_start=random_start, targeted=targeted,
                   loss=loss, rule="apgd")
 

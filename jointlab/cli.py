@@ -248,7 +248,7 @@ def _eval(args) -> int:
         f"eps_w = {eps_w:g} px, {args.steps} steps. ± s.e.: binomial standard error, sqrt(p(1 - p) / n).")))
     from .strong import diagnose
 
-    checks = diagnose(table, args.steps) if source is None else []
+    checks = diagnose(table, args.steps, images=len(test)) if source is None else []
     for d in checks:  # what the table alone can tell; `--suite strong` runs the whole checklist
         print(d)
     if args.out:

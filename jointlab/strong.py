@@ -10,7 +10,12 @@ the worst case:
     Pixel (worst)    robust to the paper's pixel columns and to APGD-CE, APGD-DLR and APGD-T in the ℓ∞ ball
     Spatial (worst)  the same in the ℓ2,∞ flow ball (Alg. 1's threat)
     Joint (worst)    the same for x̄ = T(x, ω) + δ (double passes, SP and PS)
-    Union            robust to every attack of every threat model
+    Union            robust to every attack of every threat model: the joint threat's worst case, since
+                     its set x̄ = T(x, ω) + δ contains the pixel ball (ω = 0) and the flow ball (δ = 0)
+
+Every adversarial example found inside the nominal budget counts, the diagnostics' too (one more
+APGD-DLR restart, a random point of the threat set, the attack transferred from `source`), as
+AutoAttack counts every image any member broke; the huge-budget check lies outside and does not.
 
 As AutoAttack does, each attack of an ensemble runs only on the images that are still robust, so the
 suite costs little more than its strongest member. `passes` counts the forward/backward passes (per
@@ -40,14 +45,19 @@ from .attacks import compose, eval_mode
 from .threats import FlowBall, PixelBall
 
 __all__ = ["Diagnostic", "RobustnessReport", "PassCounter", "strong_members", "strong_evaluate",
-           "check_logits", "diagnose", "MASKING_THRESHOLDS", "WORST_COLUMNS"]
+           "check_logits", "diagnose", "significant", "MASKING_THRESHOLDS", "WORST_COLUMNS", "UNION_NOTE"]
 
 WORST_COLUMNS = {"pixel": "Pixel (worst)", "spatial": "Spatial (worst)", "joint": "Joint (worst)"}
+UNION_NOTE = ("Union is the worst case of the joint threat (its set contains the pixel and the flow "
+              "balls), so Joint (worst) ≥ Union. Worst cases and Union count every image an attack inside "
+              "the budget broke, the diagnostics' included (one more restart, a random point, a transferred "
+              "attack).")
 # which threat model each of the paper's attack functions searches
 _THREAT_OF = {A.fgsm: "pixel", A.pgd: "pixel", A.spatial: "spatial", A.joint: "joint",
               A.one_pass: "joint", A.cascade: "joint"}
 
-# When a diagnostic fires (accuracy points, or a share of images)
+# When a diagnostic fires (accuracy points, or a share of images); every check also needs its effect to
+# exceed noise (`significant`): two standard errors and `min_images` images
 MASKING_THRESHOLDS = {
     "one_step_margin": 1.0,     # FGSM more than this below PGD
     "huge_budget_acc": 2.0,     # accuracy left at a huge budget
@@ -55,7 +65,12 @@ MASKING_THRESHOLDS = {
     "not_converged": 2.0,       # more steps or one more restart lower accuracy by more than this
     "loss_gap": 5.0,            # CE accuracy minus margin-loss accuracy
     "zero_grad_share": 0.10,    # share of images whose input gradient is exactly zero
+    "min_images": 3,            # the fewest images an effect must concern
 }
+# The huge-budget check's cap on APGD's flow step (pixels): the warp is linear only within about one
+# pixel, and APGD's first step of 2ε_ω (14 px at a quarter of a 28-px side) lands where half the flow
+# vectors have an exactly zero gradient, so survivors would measure the step size, not masking
+HUGE_MAX_STEP_W = 1.0
 
 
 class PassCounter(nn.Module):
@@ -130,7 +145,9 @@ class Diagnostic:
 @dataclass
 class RobustnessReport:
     """Accuracy (%) per column with its standard error, the forward/backward passes per image that
-    each column cost, and the gradient-masking diagnostics."""
+    each column cost, and the gradient-masking diagnostics; `probes` holds their measurements per
+    threat (% of the images): accuracy at the huge budget, at a random point and under the transferred
+    attack, and the share one more APGD-DLR restart broke."""
 
     accuracy: dict[str, float]
     stderr: dict[str, float]
@@ -138,6 +155,7 @@ class RobustnessReport:
     images: int
     diagnostics: list[Diagnostic] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    probes: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def fired(self) -> list[Diagnostic]:
@@ -157,6 +175,8 @@ class RobustnessReport:
             "",
         ]
         fired = self.fired
+        if "Union" in self.accuracy:
+            lines += [UNION_NOTE, ""]
         lines.append(f"Gradient-masking diagnostics: {len(fired)} of {len(self.diagnostics)} fired"
                      + (":" if fired else "."))
         lines += [f"- **{d.name}**: {d.detail}" for d in fired]
@@ -164,9 +184,29 @@ class RobustnessReport:
 
     def to_dict(self) -> dict:
         return {"accuracy": self.accuracy, "stderr": self.stderr, "passes_per_image": self.passes,
-                "images": self.images, "settings": self.settings,
+                "images": self.images, "settings": self.settings, "probes": self.probes,
                 "diagnostics": [{"name": d.name, "fired": d.fired, "detail": d.detail}
                                 for d in self.diagnostics]}
+
+
+def significant(effect: float, images: int | None, threshold: float) -> bool:
+    """The noise rule of every diagnostic: an effect (accuracy points, or % of the images) counts when it
+    exceeds `threshold`, two standard errors of a share of `images` images (2·sqrt(p(1 − p)/n)) and
+    `MASKING_THRESHOLDS["min_images"]` images; without `images` (a table alone), the threshold only."""
+    if not effect > threshold:
+        return False
+    if images is None:
+        return True
+    from .evaluate import standard_error
+
+    share = min(effect, 100.0)
+    return (share * images / 100 >= MASKING_THRESHOLDS["min_images"] - 1e-9
+            and share > 2 * standard_error(share, images))
+
+
+def _white_box(steps: int) -> dict[str, str]:
+    """The paper's white-box column of each threat, the reference of the noise and transfer checks."""
+    return {"pixel": f"PGD{steps}", "spatial": "Spatial", "joint": "Joint-SP"}
 
 
 def _random_point(x: Tensor, threat: str, eps_x: float, eps_w: float) -> Tensor:
@@ -240,7 +280,7 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
             before = counter.grad_images
             masks[name] = _correct(model, fn(counter, x, y, **kw).x_adv, y)
             passes[name] += counter.grad_images - before
-        union = clean.clone()
+        worst = {}
         for threat, members_ in members.items():
             own = [c for c, (fn, _) in paper.items() if _THREAT_OF.get(fn) == threat]
             robust = clean.clone()
@@ -252,30 +292,46 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
                 if len(idx):
                     robust[idx] &= _correct(model, fn(counter, x[idx], y[idx], **kw).x_adv, y[idx])
             member_passes[threat] += counter.grad_images - before
-            masks[WORST_COLUMNS[threat]] = robust
-            union &= robust
-            if diagnostics:  # one more restart of APGD-DLR on the survivors: is the ensemble converged?
+            worst[threat] = robust
+        # The diagnostics' attacks, after every member so that the members draw the same random numbers
+        # either way. Those inside the nominal budget (one more APGD-DLR restart on the survivors, a
+        # random point, the transferred attack) count as members: what they break leaves the worst case
+        # (AutoAttack counts every image any member broke). The huge budget lies outside; it is only counted.
+        if diagnostics:
+            for threat, robust in worst.items():
                 for _, fn, kw in extra[threat]:
                     idx = robust.nonzero().squeeze(1)
-                    if len(idx):
-                        torch.manual_seed(10_000 + i)
-                        res = fn(model, x[idx], y[idx], **kw)
-                        diag["restart"][threat] += int((~_correct(model, res.x_adv, y[idx])).sum())
+                    if len(idx):  # a fresh start of its own, the caller's random stream left as it was
+                        before = counter.grad_images
+                        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                            torch.manual_seed(10_000 + i)
+                            res = fn(counter, x[idx], y[idx], **kw)
+                        member_passes[threat] += counter.grad_images - before
+                        broken = ~_correct(model, res.x_adv, y[idx])
+                        diag["restart"][threat] += int(broken.sum())
+                        robust[idx[broken]] = False
+                noise = _correct(model, _random_point(x, threat, eps_x, eps_w), y)
+                diag["noise"][threat] += int(noise.sum())
+                robust &= noise
+                huge_w = side / 4 if huge_eps_w is None else huge_eps_w
+                ex, ew = (huge_eps_x if threat != "spatial" else 0), (huge_w if threat != "pixel" else 0)
+                res = A.apgd(model, x, y, eps_x=ex, eps_w=ew, steps=apgd_steps, threat=threat, loss="dlr",
+                             max_step_w=HUGE_MAX_STEP_W)
+                diag["huge"][threat] += int(_correct(model, res.x_adv, y).sum())
+            if source is not None:  # last: with or without a source, the above draws the same random numbers
+                for threat, robust in worst.items():
+                    fn, kw = paper[_white_box(steps)[threat]]
+                    transferred = _correct(model, fn(source, x, y, **kw).x_adv, y)
+                    diag["transfer"][threat] += int(transferred.sum())
+                    robust &= transferred
+            diag["zero_grad"] += int(_zero_gradients(model, x, y).sum())
+        union = clean.clone()
+        for threat in threats:
+            masks[WORST_COLUMNS[threat]] = worst[threat]
+            union &= worst[threat]
         masks["Union"] = union
         for c in columns:
             correct[c] += int(masks[c].sum())
-        if diagnostics:
-            huge_w = side / 4 if huge_eps_w is None else huge_eps_w
-            for threat in threats:
-                ex, ew = (huge_eps_x if threat != "spatial" else 0), (huge_w if threat != "pixel" else 0)
-                res = A.apgd(model, x, y, eps_x=ex, eps_w=ew, steps=steps, threat=threat, loss="dlr")
-                diag["huge"][threat] += int(_correct(model, res.x_adv, y).sum())
-                diag["noise"][threat] += int(_correct(model, _random_point(x, threat, eps_x, eps_w), y).sum())
-                if source is not None:
-                    col = {"pixel": f"PGD{steps}", "spatial": "Spatial", "joint": "Joint-SP"}[threat]
-                    fn, kw = paper[col]
-                    diag["transfer"][threat] += int(_correct(model, fn(source, x, y, **kw).x_adv, y).sum())
-            diag["zero_grad"] += int(_zero_gradients(model, x, y).sum())
         total += len(y)
     if total == 0:
         raise ValueError("data must hold at least one image")
@@ -293,23 +349,27 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
                       restarts=restarts))
     if diagnostics:
         diag["with_source"] = source is not None
-        report.diagnostics = diagnose(accuracy, steps, diag, total,
-                                      (huge_eps_x, "side/4" if huge_eps_w is None else f"{huge_eps_w:g}"))
+        probes = ("huge", "noise", "restart") + (("transfer",) if source is not None else ())
+        report.probes = {k: {th: 100.0 * v / total for th, v in diag[k].items()} for k in probes}
+        report.diagnostics = diagnose(accuracy, steps, diag, total, (
+            huge_eps_x, "side/4" if huge_eps_w is None else f"{huge_eps_w:g}", apgd_steps))
     return report
 
 
 def diagnose(acc: dict[str, float], steps: int = 20, counts: dict | None = None, images: int | None = None,
-             huge: tuple = (128, "side/4")) -> list[Diagnostic]:
+             huge: tuple = (128, "side/4", 100)) -> list[Diagnostic]:
     """The masking checklist. From a table of accuracies alone (any suite with FGSM, PGD and CW
     columns): one-step vs iterative, PGD{steps} vs PGD100, CE vs margin loss. With the extra counts of
-    `strong_evaluate` (huge budget, random noise, transfer, one more restart, zero gradients) the rest."""
+    `strong_evaluate` (huge budget, random noise, transfer, one more restart, zero gradients) the rest.
+    Each check fires only on an effect beyond noise (`significant`, on `images` images); `huge` names
+    the huge budgets and APGD's iterations there."""
     t = MASKING_THRESHOLDS
-    white = {"pixel": f"PGD{steps}", "spatial": "Spatial", "joint": "Joint-SP"}
+    white = _white_box(steps)
     cw = {"pixel": f"PGD{steps}-CW", "spatial": "Spatial-CW", "joint": "Joint-CW"}
     out = []
     pgd_ = acc.get(white["pixel"])
     if "FGSM" in acc and pgd_ is not None:
-        fired = acc["FGSM"] < pgd_ - t["one_step_margin"]
+        fired = significant(pgd_ - acc["FGSM"], images, t["one_step_margin"])
         out.append(Diagnostic("one-step attack beats the iterative one", fired,
                               f"FGSM {acc['FGSM']:.1f} % vs PGD{steps} {pgd_:.1f} %"))
     pct = {}
@@ -318,36 +378,39 @@ def diagnose(acc: dict[str, float], steps: int = 20, counts: dict | None = None,
                for k, d in counts.items() if isinstance(d, dict)}
         h = pct["huge"]
         out.append(Diagnostic(
-            "a huge budget leaves accuracy above ~0 %", max(h.values()) > t["huge_budget_acc"],
-            f"accuracy at ε_x = {huge[0]:g} levels / ε_ω = {huge[1]} px (APGD-DLR, {steps} steps): "
+            "a huge budget leaves accuracy above ~0 %",
+            any(significant(v, images, t["huge_budget_acc"]) for v in h.values()),
+            f"accuracy at ε_x = {huge[0]:g} levels / ε_ω = {huge[1]} px (APGD-DLR, {huge[2]} steps, "
+            f"flow step ≤ {HUGE_MAX_STEP_W:g} px): "
             + ", ".join(f"{th} {v:.1f} %" for th, v in h.items())))
         for key, what in (("noise", "random noise"), ("transfer", "a transferred attack")):
             if key == "transfer" and not counts.get("with_source"):
                 continue
             p = pct[key]
-            beaten = [th for th in p if p[th] < acc[white[th]] - t["noise_margin"]]
+            beaten = [th for th in p if significant(acc[white[th]] - p[th], images, t["noise_margin"])]
             out.append(Diagnostic(
                 f"{what} beats the white-box attack", bool(beaten),
                 ", ".join(f"{th}: {key} {p[th]:.1f} % vs {white[th]} {acc[white[th]]:.1f} %"
                           for th in p)))
     more = acc.get("PGD100") if steps != 100 else None
     if pgd_ is not None and (more is not None or pct):
-        fired = more is not None and pgd_ - more > t["not_converged"]
+        fired = more is not None and significant(pgd_ - more, images, t["not_converged"])
         parts = [f"PGD{steps} {pgd_:.1f} % → PGD100 {more:.1f} %"] if more is not None else []
         if pct:
-            fired |= max(pct["restart"].values()) > t["not_converged"]
+            fired |= any(significant(v, images, t["not_converged"]) for v in pct["restart"].values())
             parts += [f"one more APGD-DLR restart breaks {v:.1f} % more ({th})"
                       for th, v in pct["restart"].items()]
         out.append(Diagnostic("more steps or restarts still lower accuracy (not converged)", fired,
                               "; ".join(parts)))
     pairs = [th for th in A.THREATS if white[th] in acc and cw[th] in acc]
     if pairs:
-        gap = max(acc[white[th]] - acc[cw[th]] for th in pairs)
         out.append(Diagnostic(
-            "cross-entropy and margin losses disagree", gap > t["loss_gap"],
+            "cross-entropy and margin losses disagree",
+            any(significant(acc[white[th]] - acc[cw[th]], images, t["loss_gap"]) for th in pairs),
             ", ".join(f"{white[th]} {acc[white[th]]:.1f} % vs {cw[th]} {acc[cw[th]]:.1f} %" for th in pairs)))
     if counts is not None:
         share = counts["zero_grad"] / images
-        out.append(Diagnostic("many input gradients are exactly zero", share > t["zero_grad_share"],
+        out.append(Diagnostic("many input gradients are exactly zero",
+                              significant(100 * share, images, 100 * t["zero_grad_share"]),
                               f"{100 * share:.1f} % of the images have an all-zero input gradient (CE loss)"))
     return out

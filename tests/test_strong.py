@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from jointlab import attacks as A
 from jointlab.losses import dlr_loss, targeted_dlr_loss
-from jointlab.strong import WORST_COLUMNS, strong_evaluate
+from jointlab.strong import MASKING_THRESHOLDS, WORST_COLUMNS, diagnose, significant, strong_evaluate
 from jointlab.threats import levels_to_unit
 from jointlab.warp import flow_norm, warp
 
@@ -44,9 +44,77 @@ def test_apgd_respects_every_budget_exactly(tiny_model, threat, n, side, eps_x, 
 
 
 def test_apgd_checkpoints_follow_the_papers_schedule():
-    # p = 0, .22, .41, .57, .70, .80, .87, .93, .99 (then 1.05 > 1)
-    assert A.apgd_checkpoints(100) == [22, 41, 58, 70, 80, 87, 93, 99]
+    # p = 0, .22, .41, .57, .70, .80, .87, .93, .99 (then 1.05 > 1): the reference AutoAttack's checkpoints
+    # for N = 100 (its integer schedule 22, +19, +16, +13, +10, +7, +6, +6)
+    assert A.apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert A.apgd_checkpoints(1000)[:3] == [220, 410, 570]
     assert A.apgd_checkpoints(1) == [1]
+
+
+class Recorder(torch.nn.Module):
+    """Records every image the attack evaluates and the logits it got."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x):
+        logits = self.model(x)
+        self.seen.append((x.detach().clone(), logits.detach().clone()))
+        return logits
+
+
+@pytest.mark.parametrize("threat", A.THREATS)
+def test_apgd_returns_the_last_misclassified_iterate_else_the_best_point(tiny_model, threat):
+    """As AutoAttack: for an image any iterate misclassified, the last such iterate; for the others the
+    highest-loss one. The loss here (minus CE) climbs towards the label, so the two rules disagree."""
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 12, 12) * 2 - 1
+    with torch.no_grad():
+        y = tiny_model(x).argmax(1)
+    y[4:] = (y[4:] + 1) % 10  # half the images start misclassified
+    model = Recorder(tiny_model)
+
+    def towards_the_label(z, y):
+        return -torch.nn.functional.cross_entropy(z, y, reduction="none")
+
+    res = A.apgd(model, x, y, eps_x=8, eps_w=0.5, steps=6, threat=threat, loss=towards_the_label)
+    images = torch.stack([s[0] for s in model.seen])
+    logits = torch.stack([s[1] for s in model.seen])
+    wrong = logits.argmax(2) != y
+    loss = torch.stack([towards_the_label(z, y) for z in logits])
+    assert wrong.any(0).any() and (~wrong.any(0)).any(), "the batch holds both kinds of image"
+    for i in range(len(x)):
+        if wrong[:, i].any():
+            expected = images[wrong[:, i].nonzero().max(), i]
+        else:
+            expected = images[loss[:, i].argmax(), i]
+        torch.testing.assert_close(res.x_adv[i], expected.clamp(-1, 1), msg=f"image {i}")
+
+
+class Brightness(torch.nn.Module):
+    """Always predicts class 0, with a logit that grows with the mean brightness (linear in the image)."""
+
+    def forward(self, x):
+        z = torch.zeros(len(x), 10)
+        z[:, 0] = 100 + x.mean((1, 2, 3))
+        return z
+
+
+def test_apgd_caps_the_flow_step_only_when_asked():
+    # on a brightness ramp (slope 2/11 per pixel) the first flow step shifts the image by the step length
+    x = torch.linspace(-1, 1, 12).expand(2, 1, 12, 12).contiguous()
+    y = torch.zeros(2, dtype=torch.long)
+    shift = {}
+    for cap in (None, 1.0):
+        model = Recorder(Brightness())
+        A.apgd(model, x, y, eps_w=4.0, steps=10, threat="spatial", random_start=False, max_step_w=cap,
+               loss=lambda z, y: z[:, 0])
+        first, second = model.seen[0][0], model.seen[1][0]
+        shift[cap] = ((second - first)[..., 3] / (2 / 11)).mean().item()
+    assert shift[None] == pytest.approx(4.0) and shift[1.0] == pytest.approx(1.0)  # 2ε_ω projected onto ε_ω
+    with pytest.raises(ValueError, match="max_step_w must be a number > 0"):
+        A.apgd(Brightness(), x, y, max_step_w=0, steps=1, threat="spatial")
 
 
 def test_dlr_losses_are_invariant_to_logit_scale_and_shift():
@@ -103,6 +171,7 @@ def test_union_is_below_every_column(strong_report):
     assert list(acc)[0] == "Pristine" and list(acc)[-4:] == [*WORST_COLUMNS.values(), "Union"]
     for c, v in acc.items():
         assert acc["Union"] <= v, c
+    assert acc["Joint (worst)"] >= acc["Union"]  # the joint threat contains the pixel and the flow balls
     for col, own in [("Pixel (worst)", ["FGSM", "PGD5", "PGD5-CW"]),
                      ("Spatial (worst)", ["Spatial", "Spatial-CW"]),
                      ("Joint (worst)", ["Joint-SP", "Joint-PS", "Joint-CW"])]:
@@ -113,6 +182,32 @@ def test_union_is_below_every_column(strong_report):
     assert 0 < strong_report.stderr["Pristine"] < 10
     md = strong_report.markdown("natural")
     assert "Union" in md and "diagnostics" in md and "±" in md
+    assert "Union is the worst case of the joint threat" in md
+
+
+class Constant(torch.nn.Module):
+    """Predicts class 0 whatever the image: every image survives every attack."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.tensor([5.0] + [0.0] * 9))
+
+    def forward(self, x):
+        return self.logits + 0 * x.flatten(1)[:, :1]
+
+
+def test_strong_evaluate_leaves_the_callers_random_stream_alone():
+    """The extra restart must not reseed the global generator: what the caller draws afterwards still
+    depends on the caller's seed."""
+    x, y = torch.rand(4, 1, 8, 8) * 2 - 1, torch.zeros(4, dtype=torch.long)
+    after = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        report = strong_evaluate(Constant(), (x, y), eps_x=8, eps_w=0.3, steps=1, apgd_steps=2, top_k=1,
+                                 suite="quick", threats=("pixel",), progress=False)
+        assert report.accuracy["Union"] == 100.0  # the restart ran on every image
+        after.append(torch.rand(4))
+    assert not torch.equal(*after)
 
 
 class Quantized(torch.nn.Module):
@@ -153,6 +248,46 @@ def test_masking_diagnostics_fire_on_a_masked_model(trained_model, fmnist_test_b
     assert expected <= _fired(report), [str(d) for d in report.diagnostics]
 
 
+def test_worst_case_and_union_count_what_the_transfer_attack_broke(trained_model, fmnist_test_batch):
+    """On a gradient-masked model the white-box attacks miss images that the attack transferred from its
+    unmasked twin breaks: those leave the worst columns and Union (the same random numbers otherwise)."""
+    x, y = fmnist_test_batch[0][:32], fmnist_test_batch[1][:32]
+    masked = Quantized(trained_model).eval()
+    kw = dict(eps_x=8, eps_w=0.28, steps=5, apgd_steps=5, top_k=1, suite="quick", threats=("pixel", "joint"),
+              progress=False)
+    torch.manual_seed(0)
+    alone = strong_evaluate(masked, (x, y), **kw)
+    torch.manual_seed(0)
+    folded = strong_evaluate(masked, (x, y), source=trained_model, **kw)
+    a, b = alone.accuracy, folded.accuracy
+    assert all(a[c] == b[c] for c in a if c not in (*WORST_COLUMNS.values(), "Union"))
+    for threat in kw["threats"]:
+        col = WORST_COLUMNS[threat]
+        assert b[col] <= min(a[col], folded.probes["transfer"][threat]), col
+    assert b["Union"] < a["Union"] and b["Joint (worst)"] < a["Joint (worst)"]
+    assert all(b["Union"] <= v for v in b.values()) and b["Joint (worst)"] >= b["Union"]
+
+
+def test_one_noise_rule_for_every_diagnostic():
+    """An effect fires only beyond its threshold, two standard errors and `min_images` images: one image
+    of 48 (2.1 %) fires nothing, whatever the check."""
+    n, k = 48, MASKING_THRESHOLDS["min_images"]
+    assert not significant(100 / n, n, 2.0)                    # one image: above the 2 % threshold only
+    assert not significant(100 * (k - 1) / n, n, 0.0)          # fewer than min_images
+    assert significant(100 * 6 / n, n, 2.0)                    # 12.5 % > 2 s.e. (9.5 %) and 6 images
+    assert not significant(10.0, 10_000, 10.0)                 # the threshold still holds on many images
+    assert significant(10.5, 10_000, 10.0) and significant(3.0, None, 2.0)  # a table alone: threshold only
+    one = {th: 1 for th in A.THREATS}
+    acc = {"Pristine": 80.0, "FGSM": 60 - 100 / n, "PGD10": 60.0, "Spatial": 60.0, "Joint-SP": 40.0,
+           "PGD10-CW": 60 - 100 / n, "Spatial-CW": 60.0, "Joint-CW": 40 - 100 / n}
+    counts = {"huge": one, "restart": one, "noise": {"pixel": 60 * n // 100 - 1, "spatial": 60 * n // 100,
+              "joint": 40 * n // 100}, "transfer": one, "with_source": False, "zero_grad": 1}
+    assert not [d for d in diagnose(acc, 10, counts, n) if d.fired]
+    counts["huge"] = {th: 6 for th in A.THREATS}
+    fired = [d.name for d in diagnose(acc, 10, counts, n) if d.fired]
+    assert fired == ["a huge budget leaves accuracy above ~0 %"]
+
+
 def test_bad_input_gets_one_clear_error(trained_model, fmnist_test_batch):
     x, y = fmnist_test_batch[0][:4], fmnist_test_batch[1][:4]
     with pytest.raises(ValueError, match="threat must be one of"):
@@ -179,23 +314,33 @@ NOTEBOOK_06_IMAGES = 48
 
 
 @pytest.fixture(scope="module")
-def madry_quick(quick_runs, tmp_path_factory):
-    """The quick profile's Madry model (multi-step PGD training), from the cache the notebook tests share,
-    and its 64 test images."""
+def quick_profile(quick_runs, tmp_path_factory):
+    """The quick profile, its models from the cache the notebook tests share (the shipped lesson models)."""
     from jointlab.profiles import get_profile
 
-    P = get_profile("quick", cache_dir=str(quick_runs / "cache"), out_dir=str(tmp_path_factory.mktemp("out")))
-    return P.model("madry", progress=False), *P.test_batch()
+    out = tmp_path_factory.mktemp("out")
+    return get_profile("quick", cache_dir=str(quick_runs / "cache"), out_dir=str(out))
 
 
-def test_masking_diagnostics_stay_silent_on_a_multi_step_model(madry_quick):
-    model, x, y = madry_quick
-    torch.manual_seed(0)
-    # the report a learner reads in notebook 06 must not cry wolf
+@pytest.fixture(scope="module")
+def madry_quick(quick_profile):
+    """The quick profile's Madry model (multi-step PGD training) and its 64 test images."""
+    return quick_profile.model("madry", progress=False), *quick_profile.test_batch()
+
+
+@pytest.mark.parametrize("method", ["natural", "madry", "bilateral", "spatial", "joint"])
+def test_masking_diagnostics_stay_silent_on_every_lesson_model(quick_profile, method):
+    """The report a learner reads in notebook 06 must not cry wolf: no check fires on the shipped lesson
+    models, the huge-budget check on the flow threats included (it fired on three of them when APGD's
+    first flow step was 2ε_ω = 14 px and it ran the paper's steps)."""
+    model = quick_profile.model(method, progress=False)
+    x, y = quick_profile.test_batch()
     n = NOTEBOOK_06_IMAGES
+    torch.manual_seed(0)
     report = strong_evaluate(model, (x[:n], y[:n]), **NOTEBOOK_06, progress=False)
     assert not report.fired, [str(d) for d in report.diagnostics]
     assert len(report.diagnostics) == 6
+    assert report.accuracy["Joint (worst)"] >= report.accuracy["Union"]
 
 
 @pytest.mark.slow  # `make test-slow` (CI runs it after `make test`)
