@@ -118,8 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strong suite: APGD iterations (100)")
     e.add_argument("--top-k", type=_positive_int, default=9, help="strong suite: APGD-T target classes (9)")
     e.add_argument("--restarts", type=_positive_int, default=1, help="strong suite: runs of APGD-CE/DLR (1)")
+    e.add_argument("--base-suite", choices=("paper", "quick"), default="paper",
+                   help="strong suite: the paper's columns it starts from (quick: without PGD100)")
     e.add_argument("--no-diagnostics", action="store_true",
                    help="strong suite: skip the gradient-masking diagnostics' extra attacks")
+    e.add_argument("--state", help="strong suite: a state file written after every batch; a killed run "
+                                   "started again with the same arguments continues where it stopped "
+                                   "(default: OUT.state.json with --out)")
+    e.add_argument("--save-adversarial", metavar="PATH",
+                   help="strong suite: each image's first adversarial example found (x_adv, delta, flow, "
+                        "which attack) in one .pt file")
     e.add_argument("--source", help="black-box transfer (Table 5): attacks computed on this checkpoint")
     e.add_argument("--eps-x", type=_budget(255, "0-255 intensity levels"), default=8.0)
     e.add_argument("--eps-w", type=_budget(32, "pixels"), help="default: 1%% of the image side")
@@ -248,7 +256,7 @@ def _eval(args) -> int:
         f"eps_w = {eps_w:g} px, {args.steps} steps. ± s.e.: binomial standard error, sqrt(p(1 - p) / n).")))
     from .strong import diagnose
 
-    checks = diagnose(table, args.steps, images=len(test)) if source is None else []
+    checks = diagnose(table, args.steps, images=len(y)) if source is None else []
     for d in checks:  # what the table alone can tell; `--suite strong` runs the whole checklist
         print(d)
     if args.out:
@@ -267,9 +275,12 @@ def _eval_strong(args, model, source, data, spec, eps_w, name, header) -> int:
     """`eval --suite strong`: the worst-case table, the passes it cost and the masking diagnostics."""
     from .strong import strong_evaluate
 
+    state = args.state or (f"{args.out}.state.json" if args.out else None)
     report = strong_evaluate(model, data, eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
                              apgd_steps=args.apgd_steps, top_k=args.top_k, restarts=args.restarts,
                              batch_size=args.batch_size, diagnostics=not args.no_diagnostics, source=source,
+                             suite=args.base_suite, seed=args.seed, state=state,
+                             save_adversarial=args.save_adversarial,
                              progress=not args.no_progress)
     print(f"{spec.name} test images ({header['conventions']}), eps_x = {args.eps_x:g} levels, eps_w = "
           f"{eps_w:g} px, {args.steps} steps (APGD: {args.apgd_steps} iterations, {args.top_k} targets, "

@@ -52,9 +52,6 @@ UNION_NOTE = ("Union is the worst case of the joint threat (its set contains the
               "balls), so Joint (worst) ≥ Union. Worst cases and Union count every image an attack inside "
               "the budget broke, the diagnostics' included (one more restart, a random point, a transferred "
               "attack).")
-# which threat model each of the paper's attack functions searches
-_THREAT_OF = {A.fgsm: "pixel", A.pgd: "pixel", A.spatial: "spatial", A.joint: "joint",
-              A.one_pass: "joint", A.cascade: "joint"}
 
 # When a diagnostic fires (accuracy points, or a share of images); every check also needs its effect to
 # exceed noise (`significant`): two standard errors and `min_images` images
@@ -156,6 +153,9 @@ class RobustnessReport:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
     probes: dict[str, dict[str, float]] = field(default_factory=dict)
+    # per image, in the order of the data: label, clean prediction, 1/0 per column, and per threat
+    # which attack broke it first ("clean": misclassified already; None: robust)
+    records: dict = field(default_factory=dict)
 
     @property
     def fired(self) -> list[Diagnostic]:
@@ -186,7 +186,7 @@ class RobustnessReport:
         return {"accuracy": self.accuracy, "stderr": self.stderr, "passes_per_image": self.passes,
                 "images": self.images, "settings": self.settings, "probes": self.probes,
                 "diagnostics": [{"name": d.name, "fired": d.fired, "detail": d.detail}
-                                for d in self.diagnostics]}
+                                for d in self.diagnostics], "records": self.records}
 
 
 def significant(effect: float, images: int | None, threshold: float) -> bool:
@@ -230,22 +230,100 @@ def _correct(model, x, y) -> Tensor:
         return model(x).argmax(1) == y
 
 
+ENSEMBLE_VERSION = "jointlab-strong 2"  # members, their order and the diagnostics' folding
+
+
+def ensemble_name(apgd_steps: int, top_k: int, restarts: int) -> str:
+    """The ensemble's name in reports: "standard" at the defaults (APGD 100, 9 targets, one run), as
+    AutoAttack names its versions; else the settings that differ."""
+    if (apgd_steps, top_k, restarts) == (100, 9, 1):
+        return f"{ENSEMBLE_VERSION} (standard)"
+    return f"{ENSEMBLE_VERSION} (APGD {apgd_steps} iterations, {top_k} targets, {restarts} run(s))"
+
+
+class _Batch:
+    """One batch of the strong evaluation: per image, whether each column and threat still holds, which
+    attack broke it first, and (for the record) the first adversarial example found."""
+
+    def __init__(self, x: Tensor, y: Tensor, clean: Tensor, threats, keep_examples: bool):
+        self.x, self.y, n = x, y, len(y)
+        self.robust = {t: clean.clone() for t in threats}  # per threat: robust to everything so far
+        self.by = {t: [None if c else "clean" for c in clean.tolist()] for t in threats}
+        self.keep = keep_examples
+        if keep_examples:
+            self.example = {"x_adv": x.clone(), "delta": torch.zeros_like(x),
+                            "flow": x.new_zeros(n, 2, *x.shape[-2:])}
+            self.example_by = [None if c else "clean" for c in clean.tolist()]
+
+    def broke(self, threat: str, name: str, idx: Tensor, broken: Tensor, res=None) -> None:
+        """`name` broke images `idx[broken]` of the batch in `threat` (res: its AttackResult on `idx`)."""
+        hit = idx[broken]
+        first = hit[self.robust[threat][hit]]
+        for j in first.tolist():
+            self.by[threat][j] = name
+        self.robust[threat][hit] = False
+        if self.keep and res is not None:
+            pos = {j: k for k, j in enumerate(idx.tolist())}
+            for j in hit.tolist():
+                if self.example_by[j] is None:
+                    k = pos[j]
+                    self.example["x_adv"][j] = res.x_adv[k]
+                    if res.delta is not None:
+                        self.example["delta"][j] = res.delta[k]
+                    if res.flow is not None:
+                        self.example["flow"][j] = res.flow[k]
+                    self.example_by[j] = f"{threat}: {name}"
+
+
+def _fingerprint(model: nn.Module, data_x: Tensor | None, settings: dict, total: int | None) -> str:
+    """What a resumed run must share with the run that wrote the state file."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    with torch.no_grad():
+        h.update(repr([round(float(p.double().sum()), 6) for p in model.parameters()][:64]).encode())
+        if data_x is not None:
+            h.update(repr((tuple(data_x.shape), round(float(data_x.double().sum()), 4))).encode())
+    h.update(str(total).encode())
+    return h.hexdigest()[:16]
+
+
+def _write_json(path, obj) -> None:
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
 def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 0.3, steps: int = 20,
                     apgd_steps: int = 100, top_k: int = 9, restarts: int = 1, threats=A.THREATS,
                     suite: str = "paper", batch_size: int = 256,
                     diagnostics: bool = True, huge_eps_x: float = 128, huge_eps_w: float | None = None,
-                    source: nn.Module | None = None, progress: bool = True) -> RobustnessReport:
+                    source: nn.Module | None = None, seed: int = 0, state=None, save_adversarial=None,
+                    progress: bool = True) -> RobustnessReport:
     """The paper's columns (`attack_suite(suite)`: Pristine, FGSM, PGD, Spatial, Joint SP/PS, CW
     columns), then "Pixel (worst)", "Spatial (worst)", "Joint (worst)" and "Union" (see the module
-    docstring), with gradient-masking diagnostics.
+    docstring), with gradient-masking diagnostics and a record of every image.
 
     Args: eps_x (0–255 levels), eps_w (pixels), steps of the paper's attacks (20), apgd_steps (APGD's
     N_iter, 100), top_k targets of APGD-T (9), restarts of APGD-CE/DLR (1), `threats`: the threat
     models to evaluate (default all three; the paper's columns and the union follow), `suite`: the
     paper's columns to start from ("paper", or "quick" without PGD100), huge budgets of the
     diagnostics (ε_x = 128 levels, ε_ω = a quarter of the side by default), `source`: a second model
-    whose transferred attacks must not beat the white-box ones.
+    whose transferred attacks must not beat the white-box ones; `seed`: batch i draws its random
+    numbers from seed and i alone (the caller's random stream is left as it was), so that `state`, a
+    JSON file written after every batch, lets a killed run continue where it stopped and end with the
+    same report; `save_adversarial`: a .pt file with each image's first adversarial example found
+    (x_adv, delta, flow, and which attack found it), for a notebook to open.
     """
+    from pathlib import Path
+
     from .evaluate import _batches, _num_batches, attack_suite, standard_error
 
     for name, v in (("apgd_steps", apgd_steps), ("top_k", top_k), ("restarts", restarts), ("steps", steps)):
@@ -257,103 +335,166 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     device = A.model_device(model)
     counter = PassCounter(model)
     paper = {k: v for k, v in attack_suite(suite, eps_x, eps_w, steps).items()
-             if v[0] is not None and _THREAT_OF[v[0]] in threats}
+             if v[0] is not None and A.threat_of(v[0]) in threats}
     members = strong_members(eps_x, eps_w, apgd_steps, top_k, restarts)
     members = {t: members[t] for t in threats}
     extra = {t: [m for m in members[t] if m[0].startswith("APGD-DLR")][:1] for t in threats}
     columns = ["Pristine", *paper, *(WORST_COLUMNS[t] for t in threats), "Union"]
-    correct = dict.fromkeys(columns, 0)
-    passes = dict.fromkeys(columns, 0)
-    member_passes = dict.fromkeys(threats, 0)
-    diag = {"huge": dict.fromkeys(threats, 0), "noise": dict.fromkeys(threats, 0),
-            "transfer": dict.fromkeys(threats, 0), "restart": dict.fromkeys(threats, 0), "zero_grad": 0}
-    total = 0
+    settings = dict(eps_x=eps_x, eps_w=eps_w, steps=steps, apgd_steps=apgd_steps, top_k=top_k,
+                    restarts=restarts, threats=list(threats), suite=suite, batch_size=batch_size,
+                    diagnostics=diagnostics, huge_eps_x=huge_eps_x, huge_eps_w=huge_eps_w,
+                    source=source is not None, seed=seed,
+                    ensemble=ensemble_name(apgd_steps, top_k, restarts),
+                    members={t: [m[0] for m in ms] for t, ms in members.items()})
+    tensors = isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor)
+    fingerprint = _fingerprint(model, data[0] if tensors else None, settings,
+                               len(data[0]) if tensors else None)
+    keep = save_adversarial is not None
+    # what the batches add up: counts per column and threat, and one record per image
+    acc = {"correct": dict.fromkeys(columns, 0), "passes": dict.fromkeys(columns, 0),
+           "member_passes": dict.fromkeys(threats, 0), "total": 0,
+           "diag": {"huge": dict.fromkeys(threats, 0), "noise": dict.fromkeys(threats, 0),
+                    "transfer": dict.fromkeys(threats, 0), "restart": dict.fromkeys(threats, 0),
+                    "zero_grad": 0},
+           "records": {"label": [], "clean_prediction": [], "correct": {c: [] for c in columns},
+                       "broken_by": {t: [] for t in threats}}}
+    done = 0
+    state = Path(state) if state is not None else None
+    chunks = Path(f"{state}.adversarial") if state is not None else None
+    examples = []
+    if state is not None and state.exists():
+        import json
+
+        saved = json.loads(state.read_text())
+        if saved.get("fingerprint") == fingerprint:
+            acc, done = saved["accumulated"], saved["batches_done"]
+            if keep:
+                examples = [torch.load(chunks / f"{k:05d}.pt", weights_only=True) for k in range(done)]
+        elif progress:
+            print(f"{state} was written by another evaluation (model, data or settings differ): "
+                  "starting over")
     for i, (x, y) in enumerate(tqdm(_batches(data, batch_size), total=_num_batches(data, batch_size),
                                     desc="strong evaluation", leave=False, disable=not progress)):
+        if i < done:
+            continue
         x, y = x.to(device), y.to(device)
         if i == 0:
             check_logits(model, x)
-        side = x.shape[-1]
-        clean = _correct(model, x, y)
-        masks = {"Pristine": clean}
-        for name, (fn, kw) in paper.items():
-            before = counter.grad_images
-            masks[name] = _correct(model, fn(counter, x, y, **kw).x_adv, y)
-            passes[name] += counter.grad_images - before
-        worst = {}
-        for threat, members_ in members.items():
-            own = [c for c, (fn, _) in paper.items() if _THREAT_OF.get(fn) == threat]
-            robust = clean.clone()
-            for c in own:
-                robust &= masks[c]
-            before = counter.grad_images
-            for _, fn, kw in members_:
-                idx = robust.nonzero().squeeze(1)
-                if len(idx):
-                    robust[idx] &= _correct(model, fn(counter, x[idx], y[idx], **kw).x_adv, y[idx])
-            member_passes[threat] += counter.grad_images - before
-            worst[threat] = robust
-        # The diagnostics' attacks, after every member so that the members draw the same random numbers
-        # either way. Those inside the nominal budget (one more APGD-DLR restart on the survivors, a
-        # random point, the transferred attack) count as members: what they break leaves the worst case
-        # (AutoAttack counts every image any member broke). The huge budget lies outside; it is only counted.
-        if diagnostics:
-            for threat, robust in worst.items():
-                for _, fn, kw in extra[threat]:
-                    idx = robust.nonzero().squeeze(1)
-                    if len(idx):  # a fresh start of its own, the caller's random stream left as it was
-                        before = counter.grad_images
-                        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                            torch.manual_seed(10_000 + i)
-                            res = fn(counter, x[idx], y[idx], **kw)
-                        member_passes[threat] += counter.grad_images - before
-                        broken = ~_correct(model, res.x_adv, y[idx])
-                        diag["restart"][threat] += int(broken.sum())
-                        robust[idx[broken]] = False
-                noise = _correct(model, _random_point(x, threat, eps_x, eps_w), y)
-                diag["noise"][threat] += int(noise.sum())
-                robust &= noise
-                huge_w = side / 4 if huge_eps_w is None else huge_eps_w
-                ex, ew = (huge_eps_x if threat != "spatial" else 0), (huge_w if threat != "pixel" else 0)
-                res = A.apgd(model, x, y, eps_x=ex, eps_w=ew, steps=apgd_steps, threat=threat, loss="dlr",
-                             max_step_w=HUGE_MAX_STEP_W)
-                diag["huge"][threat] += int(_correct(model, res.x_adv, y).sum())
-            if source is not None:  # last: with or without a source, the above draws the same random numbers
-                for threat, robust in worst.items():
-                    fn, kw = paper[_white_box(steps)[threat]]
-                    transferred = _correct(model, fn(source, x, y, **kw).x_adv, y)
-                    diag["transfer"][threat] += int(transferred.sum())
-                    robust &= transferred
-            diag["zero_grad"] += int(_zero_gradients(model, x, y).sum())
-        union = clean.clone()
-        for threat in threats:
-            masks[WORST_COLUMNS[threat]] = worst[threat]
-            union &= worst[threat]
-        masks["Union"] = union
-        for c in columns:
-            correct[c] += int(masks[c].sum())
-        total += len(y)
+        # batch i's random numbers come from (seed, i) alone: a resumed run repeats the same draws
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed * 1_000_003 + i)
+            b = _strong_batch(model, counter, x, y, paper, members, extra, acc, threats, keep, diagnostics,
+                              eps_x, eps_w, steps, apgd_steps, huge_eps_x, huge_eps_w, source, i)
+        rec = acc["records"]
+        with torch.no_grad(), eval_mode(model):
+            rec["clean_prediction"] += model(x).argmax(1).tolist()
+        rec["label"] += y.tolist()
+        for t in threats:
+            rec["broken_by"][t] += b.by[t]
+        if keep:
+            examples.append({k: v.cpu() for k, v in b.example.items()} | {"by": b.example_by})
+        if state is not None:
+            if keep:
+                chunks.mkdir(parents=True, exist_ok=True)
+                torch.save(examples[-1], chunks / f"{i:05d}.pt")
+            _write_json(state, {"fingerprint": fingerprint, "batches_done": i + 1, "accumulated": acc})
+    total = acc["total"]
     if total == 0:
         raise ValueError("data must hold at least one image")
+    passes, member_passes, diag = acc["passes"], acc["member_passes"], acc["diag"]
     # a worst column costs the paper's columns of its threat plus its members; the union all of them
     for threat in threats:
-        col = WORST_COLUMNS[threat]
-        passes[col] = member_passes[threat] + sum(
-            passes[c] for c, (fn, _) in paper.items() if _THREAT_OF.get(fn) == threat)
+        passes[WORST_COLUMNS[threat]] = member_passes[threat] + sum(
+            passes[c] for c, (fn, _) in paper.items() if A.threat_of(fn) == threat)
     passes["Union"] = sum(passes[c] for c in paper) + sum(member_passes.values())
-    accuracy = {c: 100.0 * correct[c] / total for c in columns}
+    accuracy = {c: 100.0 * acc["correct"][c] / total for c in columns}
     report = RobustnessReport(
         accuracy=accuracy, stderr={c: standard_error(a, total) for c, a in accuracy.items()},
-        passes={c: passes[c] / total for c in columns}, images=total,
-        settings=dict(eps_x=eps_x, eps_w=eps_w, steps=steps, apgd_steps=apgd_steps, top_k=top_k,
-                      restarts=restarts))
+        passes={c: passes[c] / total for c in columns}, images=total, settings=settings,
+        records=acc["records"])
     if diagnostics:
         diag["with_source"] = source is not None
         probes = ("huge", "noise", "restart") + (("transfer",) if source is not None else ())
         report.probes = {k: {th: 100.0 * v / total for th, v in diag[k].items()} for k in probes}
         report.diagnostics = diagnose(accuracy, steps, diag, total, (
             huge_eps_x, "side/4" if huge_eps_w is None else f"{huge_eps_w:g}", apgd_steps))
+    if keep:
+        out = {k: torch.cat([e[k] for e in examples]) for k in ("x_adv", "delta", "flow")}
+        out |= {"found_by": [s for e in examples for s in e["by"]],
+                "label": torch.tensor(acc["records"]["label"]), "settings": settings}
+        Path(save_adversarial).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(out, save_adversarial)
     return report
+
+
+def _strong_batch(model, counter, x, y, paper, members, extra, acc, threats, keep, diagnostics, eps_x, eps_w,
+                  steps, apgd_steps, huge_eps_x, huge_eps_w, source, i) -> _Batch:
+    """One batch: the paper's columns, each threat's members on its survivors, the diagnostics; adds the
+    counts to `acc` and returns the per-image state."""
+    passes, diag = acc["passes"], acc["diag"]
+    side = x.shape[-1]
+    clean = _correct(model, x, y)
+    b = _Batch(x, y, clean, threats, keep)
+    every = torch.arange(len(y), device=x.device)
+    masks = {"Pristine": clean}
+    for name, (fn, kw) in paper.items():
+        before = counter.grad_images
+        res = fn(counter, x, y, **kw)
+        masks[name] = _correct(model, res.x_adv, y)
+        passes[name] += counter.grad_images - before
+        b.broke(A.threat_of(fn), name, every, ~masks[name], res)
+    for threat, members_ in members.items():
+        before = counter.grad_images
+        for name, fn, kw in members_:
+            idx = b.robust[threat].nonzero().squeeze(1)
+            if len(idx):
+                res = fn(counter, x[idx], y[idx], **kw)
+                b.broke(threat, name, idx, ~_correct(model, res.x_adv, y[idx]), res)
+        acc["member_passes"][threat] += counter.grad_images - before
+    # The diagnostics' attacks, after every member so that the members draw the same random numbers
+    # either way. Those inside the nominal budget (one more APGD-DLR restart on the survivors, a
+    # random point, the transferred attack) count as members: what they break leaves the worst case
+    # (AutoAttack counts every image any member broke). The huge budget lies outside; it is only counted.
+    if diagnostics:
+        for threat in threats:
+            for _, fn, kw in extra[threat]:
+                idx = b.robust[threat].nonzero().squeeze(1)
+                if len(idx):  # a fresh start of its own
+                    before = counter.grad_images
+                    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+                        torch.manual_seed(10_000 + i)
+                        res = fn(counter, x[idx], y[idx], **kw)
+                    acc["member_passes"][threat] += counter.grad_images - before
+                    broken = ~_correct(model, res.x_adv, y[idx])
+                    diag["restart"][threat] += int(broken.sum())
+                    b.broke(threat, "one more APGD-DLR restart", idx, broken, res)
+            point = _random_point(x, threat, eps_x, eps_w)
+            noise = _correct(model, point, y)
+            diag["noise"][threat] += int(noise.sum())
+            b.broke(threat, "random point", every, ~noise, A.AttackResult(point, None, None))
+            huge_w = side / 4 if huge_eps_w is None else huge_eps_w
+            ex, ew = (huge_eps_x if threat != "spatial" else 0), (huge_w if threat != "pixel" else 0)
+            res = A.apgd(model, x, y, eps_x=ex, eps_w=ew, steps=apgd_steps, threat=threat, loss="dlr",
+                         max_step_w=HUGE_MAX_STEP_W)
+            diag["huge"][threat] += int(_correct(model, res.x_adv, y).sum())
+        if source is not None:  # last: with or without a source, the above draws the same random numbers
+            for threat in threats:
+                fn, kw = paper[_white_box(steps)[threat]]
+                res = fn(source, x, y, **kw)
+                transferred = _correct(model, res.x_adv, y)
+                diag["transfer"][threat] += int(transferred.sum())
+                b.broke(threat, "transfer from source", every, ~transferred, res)
+        diag["zero_grad"] += int(_zero_gradients(model, x, y).sum())
+    union = clean.clone()
+    for threat in threats:
+        masks[WORST_COLUMNS[threat]] = b.robust[threat]
+        union &= b.robust[threat]
+    masks["Union"] = union
+    for c, m in masks.items():
+        acc["correct"][c] += int(m.sum())
+        acc["records"]["correct"][c] += m.int().tolist()
+    acc["total"] += len(y)
+    return b
 
 
 def diagnose(acc: dict[str, float], steps: int = 20, counts: dict | None = None, images: int | None = None,

@@ -33,9 +33,14 @@ class ZeroOne(nn.Module):
         return self.net(z * 2 - 1)
 
 
-def madry_path():
-    cfg = lesson_configs()["madry"][0]
+def lesson_path(name: str):
+    """The shipped checkpoint of a lesson model (models/)."""
+    cfg = lesson_configs()[name][0]
     return shipped_checkpoint(f"{cfg.method}-{cfg.key()}")
+
+
+def madry_path():
+    return lesson_path("madry")
 
 
 def madry_normalized() -> nn.Module:
