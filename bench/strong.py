@@ -78,6 +78,8 @@ def suite_passes(images: int, apgd_steps: int, top_k: int) -> dict:
     full = sum(report.passes[c] for c in report.accuracy if c.startswith(paper) and "worst" not in c)
     for threat, ms in members.items():
         for name, _, kw in ms:
+            if "steps" not in kw:  # a gradient-free member: forward passes only, not counted as passes
+                continue
             per_run = kw["steps"] * passes_of_threat[threat]
             full += per_run * (kw.get("top_k", 1) if name == "APGD-T" else 1)
     return {"images": images, "accuracy": report.accuracy,

@@ -60,7 +60,7 @@ def results_page(executed: Path) -> str:
 
 
 def stage(executed: str | Path, src: str | Path) -> Path:
-    """Sphinx sources in `src`: book/, the executed notebooks 00-07, the results page, MathJax."""
+    """Sphinx sources in `src`: book/, the executed notebooks 00-08, the results page, MathJax."""
     try:
         import mathjax  # the pip package django-static-mathjax
         import myst_nb  # noqa: F401

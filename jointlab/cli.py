@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strong suite: APGD iterations (100)")
     e.add_argument("--top-k", type=_positive_int, default=9, help="strong suite: APGD-T target classes (9)")
     e.add_argument("--restarts", type=_positive_int, default=1, help="strong suite: runs of APGD-CE/DLR (1)")
+    e.add_argument("--queries", type=int, default=300,
+                   help="strong suite: forward passes per image of each gradient-free member (Square, the "
+                        "flow search; 300; 0: none)")
     e.add_argument("--base-suite", choices=("paper", "quick"), default="paper",
                    help="strong suite: the paper's columns it starts from (quick: without PGD100)")
     e.add_argument("--no-diagnostics", action="store_true",
@@ -279,7 +282,7 @@ def _eval_strong(args, model, source, data, spec, eps_w, name, header) -> int:
     report = strong_evaluate(model, data, eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
                              apgd_steps=args.apgd_steps, top_k=args.top_k, restarts=args.restarts,
                              batch_size=args.batch_size, diagnostics=not args.no_diagnostics, source=source,
-                             suite=args.base_suite, seed=args.seed, state=state,
+                             suite=args.base_suite, queries=args.queries, seed=args.seed, state=state,
                              save_adversarial=args.save_adversarial,
                              progress=not args.no_progress)
     print(f"{spec.name} test images ({header['conventions']}), eps_x = {args.eps_x:g} levels, eps_w = "

@@ -15,12 +15,13 @@ from tqdm.auto import tqdm
 
 from . import attacks as A
 from .attacks import eval_mode, model_device
+from .interop import check_logits
 
 __all__ = ["predict", "accuracy", "provenance", "attack_suite", "SUITES", "evaluate", "transfer", "sweep",
            "paper_column", "TABLE1_COLUMNS", "markdown_table", "standard_error", "PAPER_TABLE1",
            "PAPER_TABLE4"]
 
-SUITES = ("paper", "quick", "strong")  # "strong": jointlab.strong, the per-image worst case
+SUITES = ("paper", "quick")  # the per-image worst case over stronger attacks: jointlab.strong
 
 # The paper's Table 1 (CIFAR-10, accuracy %): Pristine / FGSM / PGD20 / Spatial / Joint
 PAPER_TABLE1 = {
@@ -127,13 +128,6 @@ def evaluate(model: nn.Module, data, suite: str | dict = "paper", *, eps_x: floa
     With `source`, the attacks are computed on `source` and evaluated on `model` (black-box
     transfer, Table 5).
     """
-    if suite == "strong":
-        if source is not None:
-            raise ValueError("the strong suite is white-box; compute transfer with suite='paper' or 'quick'")
-        from .strong import strong_evaluate
-
-        return strong_evaluate(model, data, eps_x=eps_x, eps_w=eps_w, steps=steps, batch_size=batch_size,
-                               progress=progress).accuracy
     if isinstance(suite, str) and suite not in SUITES:
         raise ValueError(f"suite must be one of {SUITES}; got {suite!r}")
     attacks_ = attack_suite(suite, eps_x, eps_w, steps) if isinstance(suite, str) else suite
@@ -141,9 +135,11 @@ def evaluate(model: nn.Module, data, suite: str | dict = "paper", *, eps_x: floa
     device = model_device(model)
     correct = dict.fromkeys(attacks_, 0)
     total = 0
-    for x, y in tqdm(_batches(data, batch_size), total=_num_batches(data, batch_size), desc="evaluate",
-                     leave=False, disable=not progress):
+    for i, (x, y) in enumerate(tqdm(_batches(data, batch_size), total=_num_batches(data, batch_size),
+                                    desc="evaluate", leave=False, disable=not progress)):
         x, y = x.to(device), y.to(device)
+        if i == 0:
+            check_logits(model, x)  # logits, not probabilities: one clear error before any attack
         for name, (attack, kw) in attacks_.items():
             x_eval = x if attack is None else attack(attacker, x, y, **kw).x_adv
             correct[name] += (predict(model, x_eval, batch_size) == y.cpu()).sum().item()

@@ -41,7 +41,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import attacks as A
+from . import gradient_free as gf
 from .attacks import compose, eval_mode
+from .interop import check_logits
 from .threats import FlowBall, PixelBall
 
 __all__ = ["Diagnostic", "RobustnessReport", "PassCounter", "strong_members", "strong_evaluate",
@@ -88,31 +90,17 @@ class PassCounter(nn.Module):
         return self.model(x)
 
 
-def check_logits(model: nn.Module, x: Tensor, num_classes: int | None = None) -> None:
-    """Raise a clear error unless `model(x)` returns finite logits of shape (N, classes), not
-    probabilities (attacks and the DLR loss need logits)."""
-    with torch.no_grad(), eval_mode(model):
-        out = model(x[:8])
-    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != min(len(x), 8):
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(f"model must return logits of shape (N, classes); got {shape} for N = "
-                         f"{min(len(x), 8)}")
-    if num_classes is not None and out.shape[1] != num_classes:
-        raise ValueError(f"model must return {num_classes} logits per image; got {out.shape[1]}")
-    if not torch.isfinite(out).all():
-        raise ValueError("model must return finite logits; it returned NaN or infinite values")
-    ones = torch.ones(len(out), device=out.device)
-    if out.min() >= 0 and out.max() <= 1 and torch.allclose(out.sum(1), ones, atol=1e-4):
-        raise ValueError("model must return logits, not probabilities (its outputs are in [0, 1] and sum to "
-                         "1): remove the final softmax")
-
-
 def strong_members(eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, top_k: int = 9,
-                   restarts: int = 1) -> dict[str, list[tuple[str, Callable, dict]]]:
+                   restarts: int = 1, queries: int = gf.DEFAULT_QUERIES
+                   ) -> dict[str, list[tuple[str, Callable, dict]]]:
     """The ensemble of each threat model: APGD-CE and APGD-DLR (`restarts` runs each, new random
     starts), then APGD-T towards the `top_k` most likely wrong classes; the joint threat adds APGD-DLR
-    with the PS order. `steps` is APGD's N_iter."""
+    with the PS order. `steps` is APGD's N_iter. Last, a gradient-free member (`queries` forward passes
+    per image; 0: none): Square for the pixel ball, the flow random search for the flow ball, both
+    for the joint threat (`jointlab.gradient_free`): what masks gradients cannot mask these."""
     members = {}
+    search = {"pixel": ("Square", gf.square), "spatial": ("Flow search", gf.flow_search),
+              "joint": ("Joint search", gf.joint_search)}
     for threat in A.THREATS:
         kw = dict(eps_x=eps_x, eps_w=eps_w, steps=steps, threat=threat)
         m = []
@@ -123,6 +111,11 @@ def strong_members(eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, top_k
         if threat == "joint":
             m.append(("APGD-DLR (PS)", A.apgd, kw | dict(loss="dlr", order="ps")))
         m.append(("APGD-T", A.apgd_targeted, kw | dict(top_k=top_k)))
+        if queries:
+            name, fn = search[threat]
+            budgets = ({"eps_x": eps_x} if threat != "spatial" else {}) | (
+                {"eps_w": eps_w} if threat != "pixel" else {})
+            m.append((name, fn, budgets | dict(queries=queries)))
         members[threat] = m
     return members
 
@@ -233,12 +226,13 @@ def _correct(model, x, y) -> Tensor:
 ENSEMBLE_VERSION = "jointlab-strong 2"  # members, their order and the diagnostics' folding
 
 
-def ensemble_name(apgd_steps: int, top_k: int, restarts: int) -> str:
-    """The ensemble's name in reports: "standard" at the defaults (APGD 100, 9 targets, one run), as
-    AutoAttack names its versions; else the settings that differ."""
-    if (apgd_steps, top_k, restarts) == (100, 9, 1):
+def ensemble_name(apgd_steps: int, top_k: int, restarts: int, queries: int) -> str:
+    """The ensemble's name in reports: "standard" at the defaults (APGD 100, 9 targets, one run, 300
+    gradient-free queries), as AutoAttack names its versions; else the settings."""
+    if (apgd_steps, top_k, restarts, queries) == (100, 9, 1, gf.DEFAULT_QUERIES):
         return f"{ENSEMBLE_VERSION} (standard)"
-    return f"{ENSEMBLE_VERSION} (APGD {apgd_steps} iterations, {top_k} targets, {restarts} run(s))"
+    return (f"{ENSEMBLE_VERSION} (APGD {apgd_steps} iterations, {top_k} targets, {restarts} run(s), "
+            f"{queries} gradient-free queries)")
 
 
 class _Batch:
@@ -305,8 +299,8 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
                     apgd_steps: int = 100, top_k: int = 9, restarts: int = 1, threats=A.THREATS,
                     suite: str = "paper", batch_size: int = 256,
                     diagnostics: bool = True, huge_eps_x: float = 128, huge_eps_w: float | None = None,
-                    source: nn.Module | None = None, seed: int = 0, state=None, save_adversarial=None,
-                    progress: bool = True) -> RobustnessReport:
+                    source: nn.Module | None = None, queries: int = gf.DEFAULT_QUERIES, seed: int = 0,
+                    state=None, save_adversarial=None, progress: bool = True) -> RobustnessReport:
     """The paper's columns (`attack_suite(suite)`: Pristine, FGSM, PGD, Spatial, Joint SP/PS, CW
     columns), then "Pixel (worst)", "Spatial (worst)", "Joint (worst)" and "Union" (see the module
     docstring), with gradient-masking diagnostics and a record of every image.
@@ -329,6 +323,9 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     for name, v in (("apgd_steps", apgd_steps), ("top_k", top_k), ("restarts", restarts), ("steps", steps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+    if isinstance(queries, bool) or not isinstance(queries, int) or queries < 0:
+        raise ValueError(f"queries must be an integer >= 0 (0: no gradient-free members); got "
+                         f"{queries!r}")
     threats = tuple(threats)
     if not threats or any(t not in A.THREATS for t in threats):
         raise ValueError(f"threats must be a non-empty selection of {A.THREATS}; got {threats!r}")
@@ -336,15 +333,15 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     counter = PassCounter(model)
     paper = {k: v for k, v in attack_suite(suite, eps_x, eps_w, steps).items()
              if v[0] is not None and A.threat_of(v[0]) in threats}
-    members = strong_members(eps_x, eps_w, apgd_steps, top_k, restarts)
+    members = strong_members(eps_x, eps_w, apgd_steps, top_k, restarts, queries)
     members = {t: members[t] for t in threats}
     extra = {t: [m for m in members[t] if m[0].startswith("APGD-DLR")][:1] for t in threats}
     columns = ["Pristine", *paper, *(WORST_COLUMNS[t] for t in threats), "Union"]
     settings = dict(eps_x=eps_x, eps_w=eps_w, steps=steps, apgd_steps=apgd_steps, top_k=top_k,
-                    restarts=restarts, threats=list(threats), suite=suite, batch_size=batch_size,
-                    diagnostics=diagnostics, huge_eps_x=huge_eps_x, huge_eps_w=huge_eps_w,
-                    source=source is not None, seed=seed,
-                    ensemble=ensemble_name(apgd_steps, top_k, restarts),
+                    restarts=restarts, queries=queries, threats=list(threats), suite=suite,
+                    batch_size=batch_size, diagnostics=diagnostics, huge_eps_x=huge_eps_x,
+                    huge_eps_w=huge_eps_w, source=source is not None, seed=seed,
+                    ensemble=ensemble_name(apgd_steps, top_k, restarts, queries),
                     members={t: [m[0] for m in ms] for t, ms in members.items()})
     tensors = isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor)
     fingerprint = _fingerprint(model, data[0] if tensors else None, settings,

@@ -15,7 +15,7 @@ ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 def test_the_sequence_is_complete():
     names = [nb.name[:2] for nb in sequence(NOTEBOOKS)]
-    assert names == ["00", "01", "02", "03", "04", "05", "06", "07"]
+    assert names == ["00", "01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 @pytest.mark.parametrize("path", ALL, ids=[p.name for p in ALL])
