@@ -103,8 +103,8 @@ class ModelAdapter(nn.Module):
     def extra_repr(self) -> str:
         if self.mean is None:
             return f"input_range={self.input_range}"
-        return f"input_range={self.input_range}, mean={self.mean.flatten().tolist()}, " \
-               f"std={self.std.flatten().tolist()}"
+        mean, std = (", ".join(f"{v:.4g}" for v in t.flatten().tolist()) for t in (self.mean, self.std))
+        return f"input_range={self.input_range}, mean=({mean}), std=({std})"
 
 
 def wrap(model: Callable[[Tensor], Tensor], input_range: Sequence[float] = (0.0, 1.0), mean=None, std=None,

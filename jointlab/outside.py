@@ -24,7 +24,8 @@ def small_cnn(num_classes: int = 10, channels: int = 1) -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(), nn.Linear(128, num_classes))
+        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(),
+        nn.Linear(128, num_classes))
 
 
 def normalize(images01: Tensor) -> Tensor:
