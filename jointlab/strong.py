@@ -67,8 +67,9 @@ MASKING_THRESHOLDS = {
     "min_images": 3,            # the fewest images an effect must concern
 }
 # The huge-budget check's cap on APGD's flow step (pixels): the warp is linear only within about one
-# pixel, and APGD's first step of 2ε_ω (14 px at a quarter of a 28-px side) lands where half the flow
-# vectors have an exactly zero gradient, so survivors would measure the step size, not masking
+# pixel, so APGD's first step of 2ε_ω (14 px at a quarter of a 28-px side) overshoots, and at a 7-px
+# random start about half the flow vectors have an exactly zero gradient (issue 17 measured 51–56 %):
+# the images that survive would measure the step size, not masking
 HUGE_MAX_STEP_W = 1.0
 
 
