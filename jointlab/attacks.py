@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .losses import ATTACK_LOSSES
+from .models import eval_mode
 from .threats import FlowBall, PixelBall
 from .warp import warp
 
@@ -100,25 +101,6 @@ def compose(x: Tensor, flow: Tensor | None = None, delta: Tensor | None = None) 
     """Eq. 10: x̄ = clip_[-1, 1](T(x, ω) + δ), either part optional."""
     base = x if flow is None else warp(x, flow)
     return base if delta is None else (base + delta).clamp(-1.0, 1.0)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's first parameter, else of its first buffer, else the CPU."""
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
-@contextmanager
-def eval_mode(model: nn.Module):
-    """Put every submodule in eval mode; restore each one's own mode afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 def _check_inputs(model, x, y, steps, loss) -> tuple[Tensor, Tensor]:

@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import attacks as A
-from .attacks import eval_mode, model_device
 from .interop import check_logits
+from .models import accuracy, model_device, predict
 
 __all__ = ["predict", "accuracy", "provenance", "attack_suite", "SUITES", "evaluate", "transfer", "sweep",
            "paper_column", "TABLE1_COLUMNS", "markdown_table", "standard_error", "PAPER_TABLE1",
@@ -59,20 +59,6 @@ def _num_batches(data, batch_size: int) -> int | None:
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
         return -(-len(data[0]) // batch_size)
     return len(data) if hasattr(data, "__len__") else None
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Predicted labels of x (on the CPU), in eval mode; the caller's mode is restored."""
-    device = model_device(model)
-    with eval_mode(model):
-        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
-                          for i in range(0, len(x), batch_size)])
-
-
-def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
-    """Fraction of x classified as y."""
-    return (predict(model, x, batch_size) == y.cpu()).float().mean().item()
 
 
 def paper_column(threat: str, steps: int = 20, loss: str = "ce") -> str:

@@ -5,11 +5,13 @@ Madry et al.: WRN-28-10 for the paper's runs, small widths such as WRN-16-2 for 
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["WideResNet", "wrn", "build_model", "parse_arch"]
+__all__ = ["WideResNet", "wrn", "build_model", "parse_arch", "eval_mode", "model_device", "predict",
+           "accuracy"]
 
 
 class _Block(nn.Module):
@@ -99,3 +101,39 @@ def build_model(arch: str, num_classes: int = 10, in_channels: int = 3) -> WideR
     """Build a model from its name, e.g. `build_model('wrn-16-2', 10, 1)` for Fashion-MNIST."""
     depth, widen = parse_arch(arch)
     return wrn(depth, widen, num_classes, in_channels)
+
+
+# --------------------------------------------------------------------------- any model
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter, else of its first buffer, else the CPU."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Put every submodule in eval mode; restore each one's own mode afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Predicted labels of x (on the CPU), in eval mode; the caller's mode is restored."""
+    device = model_device(model)
+    with eval_mode(model):
+        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
+                          for i in range(0, len(x), batch_size)])
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
+    """Fraction of x classified as y."""
+    return (predict(model, x, batch_size) == y.cpu()).float().mean().item()

@@ -44,6 +44,7 @@ from . import attacks as A
 from . import gradient_free as gf
 from .attacks import compose, eval_mode
 from .interop import check_logits
+from .models import model_device
 from .threats import FlowBall, PixelBall
 
 __all__ = ["Diagnostic", "RobustnessReport", "PassCounter", "strong_members", "strong_evaluate",
@@ -330,7 +331,7 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     threats = tuple(threats)
     if not threats or any(t not in A.THREATS for t in threats):
         raise ValueError(f"threats must be a non-empty selection of {A.THREATS}; got {threats!r}")
-    device = A.model_device(model)
+    device = model_device(model)
     counter = PassCounter(model)
     paper = {k: v for k, v in attack_suite(suite, eps_x, eps_w, steps).items()
              if v[0] is not None and A.threat_of(v[0]) in threats}

@@ -51,7 +51,6 @@ from tqdm.auto import tqdm
 
 from . import attacks as A
 from .data import get_spec, load_dataset, make_loader
-from .evaluate import accuracy
 from .losses import (
     bilateral_labels,
     most_confusing_labels,
@@ -59,7 +58,7 @@ from .losses import (
     smooth_labels,
     soft_cross_entropy,
 )
-from .models import build_model, parse_arch
+from .models import accuracy, build_model, parse_arch
 
 __all__ = ["Method", "METHODS", "TrainConfig", "TrainResult", "train", "train_step", "load_or_train",
            "shipped_checkpoint", "perturb_batch", "clean_logits", "save_checkpoint", "load_checkpoint",

@@ -17,6 +17,7 @@ from jointlab import attacks as A
 from jointlab import wrap
 from jointlab.cli import main
 from jointlab.interop import APGDJoint, Joint, Spatial, check_logits
+from jointlab.models import model_device
 from jointlab.threats import levels_to_unit
 
 
@@ -40,7 +41,7 @@ def test_wrapped_model_is_the_same_function_on_minus_one_one(madry, batch):
         torch.testing.assert_close(net(x), madry(x), atol=1e-4, rtol=1e-4)
     # a plain function (no parameters, no .eval()) works too, on the adapter's device
     fn = wrap(lambda z: outside(z), input_range=(0, 1), mean=MEAN, std=STD)
-    assert A.model_device(fn) == torch.device("cpu")
+    assert model_device(fn) == torch.device("cpu")
     res = A.pgd(fn, x[:8], batch[1][:8], eps_x=8, steps=2)
     assert res.delta.abs().max() <= levels_to_unit(8)
 
