@@ -309,7 +309,7 @@ def test_bad_input_gets_one_clear_error(trained_model, fmnist_test_batch):
 
 
 # notebook 06's worst-case settings in the quick profile and its image count: the numbers a learner reads
-NOTEBOOK_06 = dict(eps_x=8, eps_w=0.28, steps=10, apgd_steps=10, top_k=2, suite="quick")
+NOTEBOOK_06 = dict(eps_x=8, eps_w=0.28, steps=10, apgd_steps=10, top_k=2, suite="quick", queries=100)
 NOTEBOOK_06_IMAGES = 48
 
 
