@@ -148,13 +148,13 @@ class Quantized(torch.nn.Module):
         return self.model(torch.round((x + 1) * 1.5) / 1.5 - 1)
 
 
-MASKED_IMAGES = 128  # 128 images: one image is 0.8 points
+MASKED_IMAGES = 96  # one image is 1.04 points; 128 would take the file past 45 s on 2 cores
 EPS_W = 0.28  # the lesson's ε_ω, 1 % of Fashion-MNIST's 28-pixel side
 
 
 @pytest.fixture(scope="module")
 def masked(fmnist_test_batch, tmp_path_factory):
-    """The quick profile's Madry lesson model (shipped in models/), its quantized twin, 128 test images."""
+    """The quick profile's Madry lesson model (shipped in models/), its quantized twin, 96 test images."""
     from jointlab.profiles import get_profile
 
     out = tmp_path_factory.mktemp("gf")
@@ -176,14 +176,15 @@ def test_the_quantized_model_has_a_zero_input_gradient(masked):
     assert torch.all(x.grad == 0)
 
 
-# measured on these 128 images with 300 queries (seeds 0 and 1), accuracy % of the quantized model:
-#   threat   clean  white-box APGD-DLR  random point  member       transfer (APGD-DLR on the twin)
-#   pixel    78.9   78.9                77.3          71.9 / 71.9  71.1
-#   spatial  78.9   77.3                78.1          67.2 / 68.0  64.8
-#   joint    78.9   75.8 - 77.3         -             65.6 / 65.6  58.6
-# the joint search splits its queries over two parts and stays ~7 points above the transfer attack;
-# the margins leave 3-5 images of slack over what was measured
-SLACK_OVER_TRANSFER = {"pixel": 5, "spatial": 6, "joint": 11}
+# measured on these 96 images with 300 queries (seeds 0 / 1), accuracy % of the quantized model (clean 78.1):
+#   threat   white-box APGD-DLR  random point  member       transfer (APGD-DLR on the twin)
+#   pixel    78.1 / 78.1         78.1 / 77.1   68.8 / 68.8  68.8 / 68.8
+#   spatial  76.0 / 75.0         76.0 / 75.0   63.5 / 64.6  60.4 / 61.5
+#   joint    77.1 / 75.0         79.2 / 75.0   60.4 / 63.5  55.2 / 54.2
+# (on 128 images: pixel 71.9 vs 71.1, spatial 67.2 vs 64.8, joint 65.6 vs 58.6). The joint search splits
+# its queries over two parts and stays 5-9 points above the transfer attack; the margins leave 3-6 images
+# of slack over what was measured
+SLACK_OVER_TRANSFER = {"pixel": 5, "spatial": 7, "joint": 12}
 
 
 @pytest.mark.parametrize("threat", A.THREATS)
