@@ -42,9 +42,10 @@ __all__ = ["square", "flow_search", "joint_search", "square_side", "translation_
 # "margin" is Square's name for the CW margin (ATTACK_LOSSES' "cw"); the search ascends any of them
 SEARCH_LOSSES = {"margin": margin_loss, **ATTACK_LOSSES}
 
-# Square's paper spends 10,000 queries (AutoAttack 5,000); on the quick models a few hundred leave
-# within a few points of that (bench/README.md, "Gradient-free members: cost per image") and cost
-# about what one 100-step APGD run does (100 forward/backward passes, ~300 forwards)
+# Square's paper spends 10,000 queries (AutoAttack 5,000), too many for the CPU suite; on the quick
+# Madry model 300 bring Square to a transfer attack's accuracy and the flow search within 3 points of
+# it (1,000 gain under a point for Square, ~4 for the flow search), for about the time of one 100-step
+# APGD run (bench/README.md, "Gradient-free members: cost per image")
 DEFAULT_QUERIES = 300
 
 # Square's p schedule (its code, rescaled to any budget): p halves each time the search passes one of
