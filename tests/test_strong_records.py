@@ -16,7 +16,7 @@ from jointlab.strong import WORST_COLUMNS, strong_evaluate
 from jointlab.threats import levels_to_unit
 from jointlab.warp import flow_norm
 
-TINY = dict(eps_x=8, eps_w=0.28, steps=2, apgd_steps=3, top_k=2, suite="quick", progress=False)
+TINY = dict(eps_x=8, eps_w=0.28, steps=2, apgd_steps=3, top_k=2, queries=20, suite="quick", progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +72,10 @@ def test_the_seed_alone_decides_the_result(trained_model, fmnist_test_batch, eva
 def _eval(cwd, model):
     return subprocess.Popen(
         [sys.executable, "-m", "jointlab", "eval", "--model", model, "--suite", "strong", "--base-suite",
-         "quick", "--limit", "24", "--batch-size", "6", "--steps", "2", "--apgd-steps", "3", "--top-k", "2",
-         "--no-progress", "--out", "res.json"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}, start_new_session=True)
+         "quick", "--limit", "18", "--batch-size", "6", "--steps", "2", "--apgd-steps", "3", "--top-k", "2",
+         "--queries", "20", "--no-progress", "--out", "res.json"], cwd=cwd, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)},
+        start_new_session=True)
 
 
 def test_a_killed_eval_continues_and_ends_with_the_same_json(tmp_path):
@@ -94,7 +95,7 @@ def test_a_killed_eval_continues_and_ends_with_the_same_json(tmp_path):
         time.sleep(0.05)
     killed.wait()
     done = json.loads(state.read_text())["batches_done"]
-    assert 1 <= done < 4, f"the run was to be killed mid-way, after {done} of 4 batches"
+    assert 1 <= done < 3, f"the run was to be killed mid-way, after {done} of 3 batches"
     assert not (tmp_path / "killed" / "res.json").exists()
     out, _ = once.communicate(timeout=300)
     assert once.returncode == 0, out
@@ -103,4 +104,4 @@ def test_a_killed_eval_continues_and_ends_with_the_same_json(tmp_path):
     assert again.returncode == 0, out
     a, b = (json.loads((tmp_path / d / "res.json").read_text()) for d in ("once", "killed"))
     assert a == b  # provenance and command included: the two runs had the same arguments
-    assert a["settings"]["ensemble"].startswith("jointlab-strong") and len(a["records"]["label"]) == 24
+    assert a["settings"]["ensemble"].startswith("jointlab-strong") and len(a["records"]["label"]) == 18
