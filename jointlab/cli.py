@@ -177,7 +177,7 @@ def _eval_model(args, device):
     """The model of `--model/--checkpoint` as a jointlab model on [-1, 1], the test images and a name."""
     import torch.nn.functional as F
 
-    from .data import get_spec, load_dataset, load_imagefolder
+    from .data import get_spec, imagefolder_classes, load_dataset, load_imagefolder
     from .interop import load_model_spec, wrap
 
     def test_set(dataset):
@@ -190,9 +190,7 @@ def _eval_model(args, device):
 
     def classes(dataset):  # without loading the images: the model's errors come first
         if dataset.startswith("imagefolder:"):
-            folder = Path(dataset.partition(":")[2])
-            return sum(d.is_dir() and not d.name.startswith(".") for d in folder.iterdir()) \
-                if folder.is_dir() else None
+            return len(imagefolder_classes(dataset.partition(":")[2]))
         return get_spec(dataset).num_classes
 
     spec_text = args.model or args.checkpoint

@@ -37,6 +37,7 @@ __all__ = [
     "get_spec",
     "load_dataset",
     "load_imagefolder",
+    "imagefolder_classes",
     "make_loader",
     "default_root",
     "prepare",
@@ -239,6 +240,14 @@ def load_dataset(
     return ImageDataset(images.contiguous(), labels, spec, augment)
 
 
+def imagefolder_classes(path: str | Path) -> list[str]:
+    """The class sub-folders of an ImageNet-style folder, in ImageFolder's (sorted) order."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"imagefolder: {folder} is not a folder")
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def load_imagefolder(path: str | Path, *, image_size: int | None = None, channels: int = 3,
                      limit: int | None = None, seed: int = 0) -> ImageDataset:
     """An ImageNet-style folder (one sub-folder per class, classes in sorted order as torchvision's
@@ -249,9 +258,7 @@ def load_imagefolder(path: str | Path, *, image_size: int | None = None, channel
     import torchvision.transforms.v2 as T
 
     folder = Path(path)
-    if not folder.is_dir():
-        raise DatasetNotFoundError(f"imagefolder: {folder} is not a folder")
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = imagefolder_classes(folder)
     if len(classes) < 2:
         raise ValueError(f"imagefolder: {folder} must hold one sub-folder per class, at least 2; found "
                          f"{len(classes)} ({', '.join(classes) or 'none'})")

@@ -385,8 +385,6 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
             b = _strong_batch(model, counter, x, y, paper, members, extra, acc, threats, keep, diagnostics,
                               eps_x, eps_w, steps, apgd_steps, huge_eps_x, huge_eps_w, source, i)
         rec = acc["records"]
-        with torch.no_grad(), eval_mode(model):
-            rec["clean_prediction"] += model(x).argmax(1).tolist()
         rec["label"] += y.tolist()
         for t in threats:
             rec["broken_by"][t] += b.by[t]
@@ -432,8 +430,11 @@ def _strong_batch(model, counter, x, y, paper, members, extra, acc, threats, kee
     counts to `acc` and returns the per-image state."""
     passes, diag = acc["passes"], acc["diag"]
     side = x.shape[-1]
-    clean = _correct(model, x, y)
+    with torch.no_grad(), eval_mode(model):
+        prediction = model(x).argmax(1)
+    clean = prediction == y
     b = _Batch(x, y, clean, threats, keep)
+    acc["records"]["clean_prediction"] += prediction.tolist()
     every = torch.arange(len(y), device=x.device)
     masks = {"Pristine": clean}
     for name, (fn, kw) in paper.items():
