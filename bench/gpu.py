@@ -259,8 +259,8 @@ def section_bf16_flow(s: dict, dev: torch.device, w: _Writer) -> None:
 
 def section_attack_cost(s: dict, dev: torch.device, w: _Writer) -> None:
     from jointlab import attacks as A
+    from jointlab.evaluation import strong_evaluate
     from jointlab.models import build_model
-    from jointlab.strong import strong_evaluate
 
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -19,8 +19,8 @@ import time
 import torch
 
 from jointlab import attacks as A
-from jointlab import gradient_free as G
 from jointlab.data import load_dataset
+from jointlab.evaluation import gradient_free as G
 from jointlab.profiles import get_profile
 
 

@@ -61,8 +61,8 @@ def step_costs(arch: str, batch: int, steps: int, rounds: int, device: torch.dev
 def suite_passes(images: int, apgd_steps: int, top_k: int) -> dict:
     """Passes per image of the strong suite on the quick profile's Madry model, with early stopping,
     against every member on every image (the same members, counted from their schedules)."""
+    from jointlab.evaluation import strong_evaluate, strong_members
     from jointlab.profiles import get_profile
-    from jointlab.strong import strong_evaluate, strong_members
 
     P = get_profile("quick")
     model = P.model("madry", progress=False)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from jointlab.evaluate import markdown_table
+from jointlab.evaluation import markdown_table, strong_evaluate
 from jointlab.profiles import get_profile
-from jointlab.strong import strong_evaluate
 
 METHODS = ("natural", "madry", "bilateral", "spatial", "joint")
 

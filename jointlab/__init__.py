@@ -5,12 +5,12 @@ Modules, in the order of the paper:
     threats   PixelBall (ℓ∞) and FlowBall (ℓ2,∞) threat models
     attacks   fgsm, pgd (Eq. 3), spatial (Alg. 1), joint (Alg. 2), one_pass, cascade; apgd
     train     joint adversarial training (Alg. 3) and every method of Table 1
-    evaluate  attack suites, budget sweeps, transfer, tables
-    strong    beyond the paper: APGD ensembles, per-image worst case and union, masking diagnostics
-    models, data, losses, viz, cli
-    interop   any PyTorch classifier in the ecosystem's conventions: wrap(model, input_range, mean, std),
-              torchattacks-style Spatial, Joint, APGDSpatial, APGDJoint
-    notebooks, sweep   the papermill runner; sweeps of a notebook on a process pool or Ray
+    models, data, losses
+    evaluation  the paper's suites and tables; beyond the paper: the strong (AutoAttack-style) suite
+              with its per-image worst case and union, gradient-free members, masking diagnostics,
+              reports; `wrap` for any PyTorch classifier in the ecosystem's conventions
+    notebooks, sweep, widgets, explorer, book, zoo, viz, cli   the face: the papermill runner, sweeps
+              of a notebook on a process pool or Ray, sliders, the site, the lesson models
 """
 
 __version__ = "0.1.0"
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):  # `jointlab.wrap` without importing torch on `import jointlab`
     if name in ("wrap", "ModelAdapter"):
-        from . import interop
+        from .evaluation import interop
 
         return getattr(interop, name)
     raise AttributeError(f"module 'jointlab' has no attribute {name!r}")

@@ -33,8 +33,7 @@ from torch import Tensor, nn
 
 from .losses import ATTACK_LOSSES
 from .models import eval_mode
-from .threats import FlowBall, PixelBall
-from .warp import warp
+from .threats import FlowBall, JointThreat, PixelBall, compose
 
 __all__ = [
     "AttackResult",
@@ -49,6 +48,8 @@ __all__ = [
     "apgd",
     "apgd_targeted",
     "apgd_checkpoints",
+    "apgd_threat",
+    "first_success",
     "THREATS",
     "ATTACKS",
     "AttackInfo",
@@ -95,12 +96,6 @@ class AttackResult:
     x_adv: Tensor
     delta: Tensor | None
     flow: Tensor | None
-
-
-def compose(x: Tensor, flow: Tensor | None = None, delta: Tensor | None = None) -> Tensor:
-    """Eq. 10: x̄ = clip_[-1, 1](T(x, ω) + δ), either part optional."""
-    base = x if flow is None else warp(x, flow)
-    return base if delta is None else (base + delta).clamp(-1.0, 1.0)
 
 
 def _check_inputs(model, x, y, steps, loss) -> tuple[Tensor, Tensor]:
@@ -251,7 +246,7 @@ def attack(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
-    threats: Sequence[PixelBall | FlowBall],
+    threats: Sequence[PixelBall | FlowBall] | JointThreat,
     schedule: Sequence[Sequence[str]],
     steps: int,
     *,
@@ -261,8 +256,8 @@ def attack(
     rule: str = "pgd",
 ) -> AttackResult:
     """The one attack loop: `steps` times, run each pass of `schedule` (a forward/backward that
-    updates the named threat variables by `step` then `project`). The pixel ball is centred on
-    the current warped image T(x, ω), as in Eq. 10: when ω moves, δ is projected again.
+    updates the named threat variables by `step` then `project`). The threat model (`JointThreat`,
+    Eq. 10) composes x̄ = T(x, ω) + δ and keeps δ's ball centred on T(x, ω) as ω moves.
 
     `rule` chooses how a variable moves along its ball's steepest-ascent direction: "pgd" (the
     paper's: fixed step, last iterate) or "apgd" (the ball's step halved at checkpoints, momentum,
@@ -275,69 +270,85 @@ def attack(
     x, y = _check_inputs(model, x, y, steps, loss)
     if rule not in STEP_RULES:
         raise ValueError(f"rule must be one of {sorted(STEP_RULES)}; got {rule!r}")
-    balls = {t.name: t for t in threats}
-    if len(balls) != len(threats) or not balls:
-        raise ValueError(f"threats must hold one PixelBall and/or one FlowBall; got {threats!r}")
+    threat = threats if isinstance(threats, JointThreat) else JointThreat(list(threats))
     for p in schedule:
-        if not p or any(name not in balls for name in p):
-            raise ValueError(f"schedule passes must name threats among {sorted(balls)}; got {p!r}")
+        if not p or any(name not in threat.balls for name in p):
+            raise ValueError(f"schedule passes must name threats among {sorted(threat.balls)}; got {p!r}")
     loss_fn = loss if callable(loss) else ATTACK_LOSSES[loss]
     sign = -1.0 if targeted else 1.0  # targeted attacks descend the loss on the target label
-    flow_ball, pixel_ball = balls.get("flow"), balls.get("delta")
 
-    def objective(var, base, names=()):
-        # δ is kept inside S_x around the current T(x, ω), so x̄ needs no clipping here
-        # and no pixel at the [-1, 1] edge loses its gradient to a clip
-        x_bar = warp(x, var["flow"]) if "flow" in names else base
-        if "delta" in var:
-            x_bar = x_bar + var["delta"]
-        logits = model(x_bar)
+    def objective(var, centre, names):
+        # a pass that moves ω differentiates through the warp; the others reuse the detached centre
+        logits = model(threat.image(x, var, None if "flow" in names else centre))
         with torch.no_grad():  # did this iterate fool the model (reach the target, when targeted)?
             fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
         return sign * loss_fn(logits, y), fooled
 
     with eval_mode(model), torch.enable_grad():
-        var: dict[str, Tensor] = {}
-        base = x  # T(x, ω) for the current ω, detached: the centre of the pixel ball (if any)
-        if flow_ball is not None:
-            var["flow"] = flow_ball.random_init(x) if random_start else flow_ball.zeros(x)
-            with torch.no_grad():
-                base = warp(x, var["flow"])
-        if pixel_ball is not None:
-            var["delta"] = pixel_ball.random_init(base) if random_start else pixel_ball.zeros(x)
-        step_rule = STEP_RULES[rule](var, balls, steps)
+        var = threat.start(x, random_start)
+        with torch.no_grad():
+            centre = threat.centre(x, var)  # T(x, ω) for the current ω, detached
+        step_rule = STEP_RULES[rule](var, threat.balls, steps)
 
         for k in range(steps):
             for names in schedule:
                 for name in names:
                     var[name].requires_grad_(True)
-                losses, fooled = objective(var, base, names)
+                losses, fooled = objective(var, centre, names)
                 grads = dict(zip(names, torch.autograd.grad(losses.sum(), [var[n] for n in names]),
                                  strict=True))
                 with torch.no_grad():
                     for name in names:
                         var[name] = var[name].detach()
                     step_rule.observe(losses, var, fooled)
-                    if "flow" in grads:
-                        var["flow"] = step_rule.update("flow", flow_ball, var["flow"], grads["flow"], base)
-                        if pixel_ball is not None:  # the centre of the pixel ball moved
-                            base = warp(x, var["flow"])
-                            var["delta"] = pixel_ball.project(var["delta"], base)
-                    if "delta" in grads:
-                        var["delta"] = step_rule.update("delta", pixel_ball, var["delta"], grads["delta"],
-                                                        base)
+                    for name in threat.names:  # in the threat's order: δ's ball follows ω
+                        if name in grads:
+                            ball = threat.balls[name]
+                            centre = threat.move(x, var, name,
+                                                 step_rule.update(name, ball, var[name], grads[name], centre),
+                                                 centre)
             with torch.no_grad():
-                if step_rule.end_step(k, var) and flow_ball is not None:  # moved back to the best point
-                    base = warp(x, var["flow"])
+                if step_rule.end_step(k, var):  # moved back to the best point
+                    centre = threat.centre(x, var)
         if step_rule.keeps_best:  # the last iterate has not been evaluated yet
-            with torch.no_grad():  # warped afresh: without a pixel ball `base` does not follow ω
-                losses, fooled = objective(var, base, tuple(var))
+            with torch.no_grad():
+                losses, fooled = objective(var, centre, threat.names)
                 step_rule.observe(losses, var, fooled)
                 var = step_rule.result()
 
     with torch.no_grad():
-        x_adv = compose(x, var.get("flow"), var.get("delta"))
+        x_adv = threat.compose(x, var)
     return AttackResult(x_adv=x_adv, delta=var.get("delta"), flow=var.get("flow"))
+
+
+def first_success(model: nn.Module, x: Tensor, y: Tensor, attempts: Sequence[Callable],
+                  robust: Tensor | None = None) -> tuple[AttackResult, Tensor]:
+    """AutoAttack's survivor rule: run `attempts` one after the other, each only on the images that no
+    attempt before it broke, and keep per image the first adversarial example found (else the last
+    attempt's point). An attempt is a function (x, y, idx) -> AttackResult on the images `idx` of the
+    batch; `robust` (default: those the model classifies correctly) marks the images to attack.
+    Returns the combined result and, per image, the index of the attempt that broke it (-1: none)."""
+    if robust is None:
+        with torch.no_grad(), eval_mode(model):
+            robust = model(x).argmax(1) == y
+    robust = robust.clone()
+    x_adv, parts = x.detach().clone(), {}
+    by = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
+    for j, attempt in enumerate(attempts):
+        idx = robust.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        res = attempt(x[idx], y[idx], idx)
+        x_adv[idx] = res.x_adv.detach()
+        for name in ("delta", "flow"):
+            part = getattr(res, name)
+            if part is not None:
+                parts.setdefault(name, part.new_zeros((len(x), *part.shape[1:])))[idx] = part.detach()
+        with torch.no_grad(), eval_mode(model):
+            broken = model(res.x_adv).argmax(1) != y[idx]
+        by[idx[broken]] = j
+        robust[idx[broken]] = False
+    return AttackResult(x_adv=x_adv, delta=parts.get("delta"), flow=parts.get("flow")), by
 
 
 def fgsm(model, x, y, eps_x: float = 8, *, random_start=False, targeted=False, loss="ce"):
@@ -413,17 +424,18 @@ def cascade(model, x, y, eps_x: float = 8, eps_w: float = 0.3, step_x: float = 2
     return AttackResult(x_adv=second.x_adv, delta=second.delta, flow=first.flow)
 
 
-def _threat_setup(threat: str, eps_x: float, eps_w: float, order: str, max_step_w: float | None = None):
-    """Threat models and schedule of a named threat, with APGD's initial steps 2ε (the flow's at most
-    `max_step_w` pixels)."""
+def apgd_threat(threat: str, eps_x: float = 8, eps_w: float = 0.3, order: str = "sp",
+                max_step_w: float | None = None) -> tuple[JointThreat, tuple]:
+    """The threat model and schedule of a named threat (one of THREATS), with APGD's initial steps 2ε
+    (the flow's at most `max_step_w` pixels)."""
     pixel = PixelBall(eps_x, 2 * eps_x)
     flow = FlowBall(eps_w, 2 * eps_w if max_step_w is None else min(2 * eps_w, max_step_w))
     if threat == "pixel":
-        return [pixel], SCHEDULES["pixel"]
+        return JointThreat([pixel]), SCHEDULES["pixel"]
     if threat == "spatial":
-        return [flow], SCHEDULES["spatial"]
+        return JointThreat([flow]), SCHEDULES["spatial"]
     if threat == "joint":
-        return [flow, pixel], SCHEDULES[_check_order(order)]
+        return JointThreat([flow, pixel]), SCHEDULES[_check_order(order)]
     raise ValueError(f"threat must be one of {THREATS}; got {threat!r}")
 
 
@@ -497,8 +509,8 @@ def apgd(model, x, y, eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, th
     if max_step_w is not None and (isinstance(max_step_w, bool) or not isinstance(max_step_w, (int, float))
                                    or not max_step_w > 0):
         raise ValueError(f"max_step_w must be a number > 0 (pixels) or None; got {max_step_w!r}")
-    threats, schedule = _threat_setup(threat, eps_x, eps_w, order, max_step_w)
-    return attack(model, x, y, threats, schedule, steps, random_start=random_start, targeted=targeted,
+    threat_model, schedule = apgd_threat(threat, eps_x, eps_w, order, max_step_w)
+    return attack(model, x, y, threat_model, schedule, steps, random_start=random_start, targeted=targeted,
                   loss=loss, rule="apgd")
 
 
@@ -519,26 +531,13 @@ def apgd_targeted(model, x, y, eps_x: float = 8, eps_w: float = 0.3, steps: int 
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be an integer >= 1; got {top_k!r}")
     with torch.no_grad(), eval_mode(model):
-        logits = model(x)
-    top_k = min(top_k, logits.shape[1] - 1)
-    ranked = logits.argsort(dim=1, descending=True)
-    out = AttackResult(x_adv=x.clone(), delta=None, flow=None)
-    parts = {}
-    todo = torch.ones(len(x), dtype=torch.bool, device=x.device)
-    for k in range(1, top_k + 1):
-        idx = todo.nonzero().squeeze(1)
-        if len(idx) == 0:
-            break
-        target = ranked[idx, k]
-        res = apgd(model, x[idx], y[idx], eps_x, eps_w, steps, threat, order, random_start=random_start,
-                   loss=partial(targeted_dlr_loss, target=target))
-        out.x_adv[idx] = res.x_adv
-        for name in ("delta", "flow"):
-            part = getattr(res, name)
-            if part is not None:
-                parts.setdefault(name, torch.zeros((len(x), *part.shape[1:]), dtype=part.dtype,
-                                                   device=part.device))[idx] = part
-        with torch.no_grad(), eval_mode(model):
-            fooled = model(res.x_adv).argmax(1) != y[idx]
-        todo[idx[fooled]] = False
-    return AttackResult(x_adv=out.x_adv, delta=parts.get("delta"), flow=parts.get("flow"))
+        ranked = model(x).argsort(dim=1, descending=True)
+
+    def towards(k):  # the attempt on the k-th most likely class of each image
+        return lambda xs, ys, idx: apgd(model, xs, ys, eps_x, eps_w, steps, threat, order,
+                                        random_start=random_start,
+                                        loss=partial(targeted_dlr_loss, target=ranked[idx, k]))
+
+    attempts = [towards(k) for k in range(1, min(top_k, ranked.shape[1] - 1) + 1)]
+    everyone = torch.ones(len(x), dtype=torch.bool, device=x.device)
+    return first_success(model, x, y, attempts, robust=everyone)[0]

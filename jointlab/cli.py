@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strong suite: each image's first adversarial example found (x_adv, delta, flow, "
                         "which attack) in one .pt file")
     e.add_argument("--source", help="black-box transfer (Table 5): attacks computed on this checkpoint")
+    e.add_argument("--reference", help="--suite strong: a naturally trained model (a --model SPEC in [0, 1] "
+                   "or a checkpoint); the huge-budget check then fires only above its level")
     e.add_argument("--eps-x", type=_budget(255, "0-255 intensity levels"), default=8.0)
     e.add_argument("--eps-w", type=_budget(32, "pixels"), help="default: 1%% of the image side")
     e.add_argument("--steps", type=_positive_int, default=20)
@@ -178,7 +180,7 @@ def _eval_model(args, device):
     import torch.nn.functional as F
 
     from .data import get_spec, imagefolder_classes, load_dataset, load_imagefolder
-    from .interop import load_model_spec, wrap
+    from .evaluation.interop import load_model_spec, wrap
 
     def test_set(dataset):
         if dataset.startswith("imagefolder:"):
@@ -226,36 +228,40 @@ def _eval_model(args, device):
 def _eval(args) -> int:
     import torch
 
-    from .evaluate import evaluate, markdown_table, provenance, standard_error
-    from .interop import check_eps_x, check_logits, load_model_spec, wrap
+    from .evaluation import evaluate, markdown_table, provenance, standard_error
+    from .evaluation.interop import check_eps_x, check_logits, load_model_spec, wrap
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, (x, y), spec, name, info, conventions = _eval_model(args, device)
     check_logits(model, x.to(device), spec.num_classes)
     check_eps_x(args.eps_x)
-    source = None
-    if args.source:
-        source, src_info = load_model_spec(args.source, weights=None, dataset=spec.name)
-        if src_info["scheme"] != "jointlab":
-            source = wrap(source, src_info["input_range"] or (0.0, 1.0))
-        source = source.to(device).eval()
+
+    def other(spec_text):  # --source, --reference: a checkpoint, or a model of another scheme on [0, 1]
+        if not spec_text:
+            return None
+        net, net_info = load_model_spec(spec_text, weights=None, dataset=spec.name)
+        if net_info["scheme"] != "jointlab":
+            net = wrap(net, net_info["input_range"] or (0.0, 1.0))
+        return net.to(device).eval()
+
+    source, reference = other(args.source), other(args.reference)
     eps_w = (spec.eps_w if x.shape[-1] == spec.image_size else 0.01 * x.shape[-1]) if args.eps_w is None \
         else args.eps_w
     torch.manual_seed(args.seed)
     if source is not None:
         name += f" (attacks from {args.source})"
     header = {"model": args.model or args.checkpoint, "conventions": conventions, "dataset": spec.name,
-              "source": args.source, "config": info.get("config"),
+              "source": args.source, "reference": args.reference, "config": info.get("config"),
               "provenance": provenance(args.seed, device)}
     if args.suite == "strong":
-        return _eval_strong(args, model, source, (x, y), spec, eps_w, name, header)
+        return _eval_strong(args, model, source, reference, (x, y), spec, eps_w, name, header)
     table = evaluate(model, (x, y), args.suite, eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
                      batch_size=args.batch_size, progress=not args.no_progress, source=source)
     errors = {column: standard_error(acc, len(y)) for column, acc in table.items()}
     print(markdown_table({name: table, "± s.e.": errors}, caption=(
         f"Accuracy (%) on {len(y)} {spec.name} test images ({conventions}); eps_x = {args.eps_x:g} levels, "
         f"eps_w = {eps_w:g} px, {args.steps} steps. ± s.e.: binomial standard error, sqrt(p(1 - p) / n).")))
-    from .strong import diagnose
+    from .evaluation import diagnose
 
     checks = diagnose(table, args.steps, images=len(y)) if source is None else []
     for d in checks:  # what the table alone can tell; `--suite strong` runs the whole checklist
@@ -272,15 +278,16 @@ def _eval(args) -> int:
     return 0
 
 
-def _eval_strong(args, model, source, data, spec, eps_w, name, header) -> int:
+def _eval_strong(args, model, source, reference, data, spec, eps_w, name, header) -> int:
     """`eval --suite strong`: the worst-case table, the passes it cost and the masking diagnostics."""
-    from .strong import strong_evaluate
+    from .evaluation import strong_evaluate
 
     state = args.state or (f"{args.out}.state.json" if args.out else None)
     report = strong_evaluate(model, data, eps_x=args.eps_x, eps_w=eps_w, steps=args.steps,
                              apgd_steps=args.apgd_steps, top_k=args.top_k, restarts=args.restarts,
                              batch_size=args.batch_size, diagnostics=not args.no_diagnostics, source=source,
-                             suite=args.base_suite, queries=args.queries, seed=args.seed, state=state,
+                             reference=reference, suite=args.base_suite, queries=args.queries, seed=args.seed,
+                             state=state,
                              save_adversarial=args.save_adversarial,
                              progress=not args.no_progress)
     print(f"{spec.name} test images ({header['conventions']}), eps_x = {args.eps_x:g} levels, eps_w = "

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from . import losses
-from .threats import PixelBall, levels_to_unit
+from .threats import PixelBall, compose, levels_to_unit
 from .warp import project_flow, vector_sign, warp
 
 __all__ = ["ExerciseError", "check_vector_sign", "check_project_flow", "check_spatial_step",
@@ -61,7 +61,7 @@ def _joint_step(x, flow, delta, grads, eps_x, eps_w, step_x, step_w):
     delta = ball.project(delta, base)
     _, g_delta = grads(flow, delta)
     delta = ball.project(delta + levels_to_unit(step_x) * g_delta.sign(), base)
-    return flow, delta, (base + delta).clamp(-1.0, 1.0)
+    return flow, delta, compose(x, flow, delta)
 
 
 def _random_targets(y, num_classes, generator):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .evaluate import PAPER_TABLE1, PAPER_TABLE4, TABLE1_COLUMNS, markdown_table
+from .evaluation import PAPER_TABLE1, PAPER_TABLE4, TABLE1_COLUMNS, markdown_table
 from .profiles import resolve_path, runs_dir
 
 __all__ = ["Job", "SweepResult", "expand_grid", "load_config", "make_jobs", "run_job", "sweep",

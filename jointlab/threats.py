@@ -5,7 +5,7 @@ its set, take one ascent step along a gradient, and project back. The attack loo
 `jointlab.attacks` is the same for every threat model; only the schedule of which variable is
 updated when differs.
 
-Two parameterizations of an adversarial image x̄ (paper Eq. 10):
+The joint threat model composes the two (paper Eq. 10), and `JointThreat` owns that composition:
 
     x̄ = clip_[-1, 1]( T(x, ω) + δ ),   ω ∈ FlowBall,  δ ∈ PixelBall around T(x, ω)
 
@@ -16,13 +16,14 @@ full range, i.e. 16/255 in the [-1, 1] image range), flow budgets and steps in p
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from .warp import flow_norm, largest_not_above, project_flow, vector_sign
+from .warp import flow_norm, largest_not_above, project_flow, vector_sign, warp
 
-__all__ = ["levels_to_unit", "PixelBall", "FlowBall"]
+__all__ = ["levels_to_unit", "PixelBall", "FlowBall", "JointThreat", "compose"]
 
 
 def levels_to_unit(levels: float) -> float:
@@ -143,3 +144,71 @@ class FlowBall:
     def __repr__(self) -> str:
         rule = "" if self.rule == "vector_sign" else f", rule={self.rule!r}"
         return f"FlowBall(eps={self.eps:g} px, step={self.step_size:g} px{rule})"
+
+
+def compose(x: Tensor, flow: Tensor | None = None, delta: Tensor | None = None) -> Tensor:
+    """Eq. 10: x̄ = clip_[-1, 1](T(x, ω) + δ), either part optional."""
+    base = x if flow is None else warp(x, flow)
+    return base if delta is None else (base + delta).clamp(-1.0, 1.0)
+
+
+class JointThreat:
+    """Eq. 10's threat model over a flow ball and/or a pixel ball: x̄ = T(x, ω) + δ, δ in the pixel ball
+    centred on T(x, ω) (with one ball, that ball alone). It owns the composition and the re-centring of
+    δ when ω moves, so an attack loop handles a dict {ball name: tensor} and nothing else."""
+
+    ORDER = ("flow", "delta")  # ω before δ: δ's ball is centred on T(x, ω)
+
+    def __init__(self, balls: Sequence[PixelBall | FlowBall]):
+        named = {getattr(b, "name", None): b for b in balls}
+        if (len(named) != len(balls) or not named or set(named) - set(self.ORDER)
+                or not all(isinstance(b, (PixelBall, FlowBall)) for b in balls)):
+            raise ValueError(f"threats must hold one PixelBall and/or one FlowBall; got {list(balls)!r}")
+        self.balls = {name: named[name] for name in self.ORDER if name in named}
+        self.names = tuple(self.balls)
+
+    def centre(self, x: Tensor, var: dict[str, Tensor]) -> Tensor:
+        """T(x, ω), the centre of the pixel ball (x itself without a flow)."""
+        return warp(x, var["flow"]) if "flow" in var else x
+
+    def start(self, x: Tensor, random: bool = True) -> dict[str, Tensor]:
+        """The starting point: each ball's random start (δ's around T(x, ω⁰)), or zeros."""
+        var: dict[str, Tensor] = {}
+        if "flow" in self.balls:
+            ball = self.balls["flow"]
+            var["flow"] = ball.random_init(x) if random else ball.zeros(x)
+        if "delta" in self.balls:
+            ball = self.balls["delta"]
+            with torch.no_grad():
+                var["delta"] = ball.random_init(self.centre(x, var)) if random else ball.zeros(x)
+        return var
+
+    def image(self, x: Tensor, var: dict[str, Tensor], centre: Tensor | None = None) -> Tensor:
+        """x̄ = T(x, ω) + δ, differentiable in both; a given `centre` (T(x, ω), detached) skips the warp
+        when ω needs no gradient. No clip: δ lies in its ball around T(x, ω), so x̄ is in [-1, 1] and no
+        pixel at the edge of the range loses its gradient to a clip."""
+        x_bar = self.centre(x, var) if centre is None else centre
+        return x_bar + var["delta"] if "delta" in var else x_bar
+
+    def recentre(self, x: Tensor, var: dict[str, Tensor]) -> Tensor:
+        """After ω moved: project δ onto its ball around the new T(x, ω) (in place in `var`); returns
+        the new centre."""
+        centre = self.centre(x, var)
+        if "delta" in var:
+            var["delta"] = self.balls["delta"].project(var["delta"], centre)
+        return centre
+
+    def move(self, x: Tensor, var: dict[str, Tensor], name: str, value: Tensor, centre: Tensor) -> Tensor:
+        """Set variable `name` to `value` (a step already projected onto its ball); when ω moved and
+        there is a δ, re-centre δ. Returns the pixel ball's centre, T(x, ω) (`centre` if unchanged)."""
+        var[name] = value
+        if name == "flow" and "delta" in var:
+            return self.recentre(x, var)
+        return centre
+
+    def compose(self, x: Tensor, var: dict[str, Tensor]) -> Tensor:
+        """The adversarial image of `var`: Eq. 10 with the final clip."""
+        return compose(x, var.get("flow"), var.get("delta"))
+
+    def __repr__(self) -> str:
+        return f"JointThreat({', '.join(map(repr, self.balls.values()))})"

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from . import attacks as A
-from .evaluate import predict
+from .models import predict
 from .viz import amplify, flow_to_rgb, plot_image_grid
 from .warp import flow_norm, warp
 

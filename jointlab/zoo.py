@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .data import load_dataset
-from .evaluate import evaluate, markdown_table, standard_error
+from .evaluation import evaluate, markdown_table, standard_error
 from .profiles import get_profile, runs_dir
 from .train import (
     CheckpointError,
@@ -48,6 +48,10 @@ LESSONS = {
     "joint-seed1": ("joint", {"seed": 1}, "notebook 06 (Table 5: the siamese source of transfer attacks)"),
     "joint-1k": ("joint", {"limit": 1000}, "notebook 05 (label smoothing δ_s = 0.5)"),
     "joint-1k-onehot": ("joint", {"limit": 1000, "smoothing": "none"}, "notebook 05 (δ_s = 0, one-hot)"),
+    # the training attacks of Tables 2 and 3, for the claims ledger (jointlab.ledger, notebook 07)
+    "cascade": ("cascade", {}, "notebook 07 and the ledger (Table 2)"),
+    "one-pass": ("one-pass", {}, "notebook 07 and the ledger (Table 2)"),
+    "joint-ps": ("joint", {"order": "ps"}, "notebook 07 and the ledger (Table 3)"),
 }
 TABLE_ROWS = ("natural", "madry", "bilateral", "spatial", "joint")  # the Table 1 rows of the README
 # tests/conftest.py's `trained_model`: a small natural model whose attack accuracies sit mid-range

@@ -241,3 +241,72 @@ def test_flow_step_rules_of_the_ablation():
     assert flow_norm(ball.project(ball.step(zero, g))) <= 0.05
     with pytest.raises(ValueError, match="rule must be one of"):
         FlowBall(0.3, rule="l2")
+
+
+def test_the_joint_threat_owns_eq_10_and_recentres_delta():
+    """JointThreat composes x̄ = clip(T(x, ω) + δ) and, when ω moves, projects δ onto its ball around the
+    new T(x, ω): the pixel budget and the [-1, 1] box hold around the warped image, not around x."""
+    from jointlab.threats import FlowBall, JointThreat, PixelBall, compose
+    from jointlab.warp import warp
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 10, 10) * 2 - 1
+    x[:, :, :2] = 1.0  # saturated rows: δ may not push them above 1 after the warp either
+    threat = JointThreat([PixelBall(8, 2), FlowBall(0.5, 0.25)])  # any order: ω first inside
+    assert threat.names == ("flow", "delta")
+    var = threat.start(x)
+    centre = threat.centre(x, var)
+    assert torch.equal(threat.compose(x, var), compose(x, var["flow"], var["delta"]))
+    assert torch.allclose(threat.image(x, var), centre + var["delta"])
+    new_flow = FlowBall(0.5).random_init(x)
+    moved = threat.move(x, var, "flow", new_flow, centre)
+    assert torch.equal(moved, warp(x, new_flow)) and torch.equal(var["flow"], new_flow)
+    eps = PixelBall(8).eps
+    assert var["delta"].abs().max() <= eps
+    assert (moved + var["delta"]).max() <= 1 + 1e-6 and (moved + var["delta"]).min() >= -1 - 1e-6
+    untouched = threat.move(x, var, "delta", var["delta"] * 0, moved)
+    assert untouched is moved  # a δ step leaves the centre where it was
+    with pytest.raises(ValueError, match="one PixelBall and/or one FlowBall"):
+        JointThreat([PixelBall(8), PixelBall(4)])
+    with pytest.raises(ValueError, match="one PixelBall and/or one FlowBall"):
+        JointThreat([])
+
+
+class _Brightness(torch.nn.Module):
+    """A toy classifier: the class is the nearest of four grey levels to the image's mean."""
+
+    levels = torch.tensor([-0.75, -0.25, 0.25, 0.75])
+
+    def forward(self, x):
+        return -(x.mean((1, 2, 3))[:, None] - self.levels) ** 2
+
+
+def test_first_success_attacks_only_the_survivors_and_keeps_the_first_break():
+    """AutoAttack's survivor rule in one place: each attempt sees only the images no earlier attempt
+    broke, an image keeps the first adversarial example found, and `by` names the attempt."""
+    model = _Brightness()
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    x = _Brightness.levels[y].view(-1, 1, 1, 1).expand(6, 1, 4, 4).clone()
+    seen = []
+
+    def breaks(which, mark):  # moves the chosen images to the next grey level (a wrong class)
+        def attempt(xs, ys, idx):
+            seen.append(idx.tolist())
+            out = xs.clone()
+            for k, j in enumerate(idx.tolist()):
+                out[k] = _Brightness.levels[(ys[k] + 1) % 4] + mark if j in which else xs[k] + mark
+            return A.AttackResult(out, None, None)
+        return attempt
+
+    res, by = A.first_success(model, x, y, [breaks({0, 1}, 0.01), breaks({1, 2}, 0.02), breaks(set(), 0.03)])
+    assert seen == [[0, 1, 2, 3, 4, 5], [2, 3, 4, 5], [3, 4, 5]]
+    assert by.tolist() == [0, 0, 1, -1, -1, -1]
+    marks = (res.x_adv - _Brightness.levels[(y + 1) % 4].view(-1, 1, 1, 1)).mean((1, 2, 3))
+    assert torch.allclose(marks[:3], torch.tensor([0.01, 0.01, 0.02]))  # the first break is kept
+    assert torch.allclose((res.x_adv - x).mean((1, 2, 3))[3:], torch.tensor(0.03))  # survivors: the last try
+    assert (model(res.x_adv).argmax(1) != y).tolist() == [True, True, True, False, False, False]
+    clean_wrong = y.clone()
+    clean_wrong[5] = 0  # misclassified already: not attacked by default
+    seen.clear()
+    A.first_success(model, x, clean_wrong, [breaks(set(), 0.0)])
+    assert seen == [[0, 1, 2, 3, 4]]

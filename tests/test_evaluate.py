@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from jointlab import attacks as A
-from jointlab.evaluate import attack_suite, evaluate, markdown_table, standard_error, sweep, transfer
+from jointlab.evaluation import attack_suite, evaluate, markdown_table, standard_error, sweep, transfer
 from jointlab.train import load_checkpoint
 
 

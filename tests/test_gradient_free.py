@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jointlab import attacks as A
-from jointlab import gradient_free as G
+from jointlab.evaluation import gradient_free as G
 from jointlab.threats import FlowBall, levels_to_unit
 from jointlab.warp import flow_norm, warp
 

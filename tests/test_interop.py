@@ -16,9 +16,10 @@ from torch import nn
 from jointlab import attacks as A
 from jointlab import wrap
 from jointlab.cli import main
-from jointlab.interop import APGDJoint, Joint, Spatial, check_logits
+from jointlab.evaluation import APGDJoint, Joint, Spatial, check_logits
 from jointlab.models import model_device
 from jointlab.threats import levels_to_unit
+from jointlab.warp import warp
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_budgets_keep_the_papers_units_in_the_models_range(madry, batch):
     seen = []
     model255 = wrap(lambda z: seen.append(z) or madry(z / 127.5 - 1), input_range=(0, 255))
     res = A.joint(model255, x[:8], y[:8], eps_x=8, eps_w=0.28, steps=2)
-    base = (A.warp(x[:8], res.flow) + 1) * 127.5
+    base = (warp(x[:8], res.flow) + 1) * 127.5
     adv = (res.x_adv + 1) * 127.5
     assert (adv - base).abs().max() <= 8 + 1e-3  # 8 of 255 levels, in the model's units
     assert max(z.max().item() for z in seen) > 100  # the model saw its own range

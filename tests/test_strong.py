@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jointlab import attacks as A
+from jointlab.evaluation import MASKING_THRESHOLDS, WORST_COLUMNS, diagnose, significant, strong_evaluate
 from jointlab.losses import dlr_loss, targeted_dlr_loss
-from jointlab.strong import MASKING_THRESHOLDS, WORST_COLUMNS, diagnose, significant, strong_evaluate
 from jointlab.threats import levels_to_unit
 from jointlab.warp import flow_norm, warp
 
@@ -287,6 +287,12 @@ def test_one_noise_rule_for_every_diagnostic():
     counts["huge"] = {th: 6 for th in A.THREATS}
     fired = [d.name for d in diagnose(acc, 10, counts, n) if d.fired]
     assert fired == ["a huge budget leaves accuracy above ~0 %"]
+    # beside a natural model that keeps as many images at the huge budget, the same count is no finding
+    counts |= {"with_reference": True, "huge_reference": {th: 6 for th in A.THREATS}}
+    assert not [d for d in diagnose(acc, 10, counts, n) if d.fired]
+    counts["huge_reference"] = {th: 0 for th in A.THREATS}
+    fired = [d.name for d in diagnose(acc, 10, counts, n) if d.fired]
+    assert fired == ["a huge budget leaves accuracy above ~0 % (above the natural model's)"]
 
 
 def test_bad_input_gets_one_clear_error(trained_model, fmnist_test_batch):
@@ -373,3 +379,41 @@ def test_pixel_worst_case_agrees_with_autoattack(madry_quick):
     # neither at a floor nor at a ceiling (the lesson Madry model keeps most of its clean accuracy)
     assert 5 <= ours["Pixel (worst)"] < ours["Pristine"]
     assert abs(ours["Pixel (worst)"] - theirs) <= 2.0, (ours["Pixel (worst)"], theirs)
+
+
+DEFAULT_IMAGES = 200  # issue 17: silent with the default settings on at least 200 images
+
+
+@pytest.fixture(scope="module")
+def default_reports(quick_profile):
+    """The strong suite with its default settings ("standard": 20-step paper columns with PGD100, APGD
+    100 iterations, APGD-T on 9 targets, 300 gradient-free queries) on 200 test images of every Table 1
+    lesson model, with the natural model as the huge-budget reference; and notebook 06's cheap
+    settings on the same images (the reference results of the claims ledger use them)."""
+    from jointlab.data import load_dataset
+
+    x, y = load_dataset("fashion-mnist", "test", limit=DEFAULT_IMAGES, seed=quick_profile.seed + 1).batch()
+    natural = quick_profile.model("natural", progress=False)
+    out = {}
+    for method in ("natural", "madry", "bilateral", "spatial", "joint"):
+        model = quick_profile.model(method, progress=False)
+        torch.manual_seed(0)
+        default = strong_evaluate(model, (x, y), eps_x=8, eps_w=0.28, reference=natural, progress=False)
+        torch.manual_seed(0)
+        cheap = strong_evaluate(model, (x, y), **NOTEBOOK_06, progress=False)
+        out[method] = default, cheap
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["natural", "madry", "bilateral", "spatial", "joint"])
+def test_masking_diagnostics_stay_silent_with_the_default_settings(default_reports, method):
+    """No check fires on a shipped lesson model with the suite's defaults either (the huge-budget check
+    on the flow threats included), and the cheap settings of notebook 06 and the ledger give the same
+    worst cases within two standard errors: cheaper settings are a choice of cost, not of verdict."""
+    default, cheap = default_reports[method]
+    assert default.settings["ensemble"].endswith("(standard)")
+    assert not default.fired, [str(d) for d in default.diagnostics]
+    for column in ("Pixel (worst)", "Spatial (worst)", "Joint (worst)", "Union"):
+        a, b = default.accuracy[column], cheap.accuracy[column]
+        assert abs(a - b) <= 2 * max(default.stderr[column], cheap.stderr[column], 1.0), (column, a, b)

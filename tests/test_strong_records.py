@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from jointlab import attacks as A
-from jointlab.strong import WORST_COLUMNS, strong_evaluate
+from jointlab.evaluation import WORST_COLUMNS, strong_evaluate
 from jointlab.threats import levels_to_unit
 from jointlab.warp import flow_norm
 

@@ -1,27 +1,26 @@
-"""Robustness evaluation: the paper's attack suite (Table 1 columns plus margin-loss versions),
-budget sweeps (Figs. 1a and 3), black-box transfer (Table 5), and tables as JSON and Markdown.
+"""The paper's evaluation: its attack suite (Table 1 columns plus margin-loss versions), budget sweeps
+(Figs. 1a and 3), black-box transfer (Table 5), and the paper's own numbers (Tables 1 and 4).
 
 Data is either a pair of tensors (x, y) or an iterable of (x, y) batches such as a DataLoader.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import attacks as A
+from .. import attacks as A
+from ..models import model_device, predict
 from .interop import check_logits
-from .models import accuracy, model_device, predict
+from .metrics import batches, num_batches
 
-__all__ = ["predict", "accuracy", "provenance", "attack_suite", "SUITES", "evaluate", "transfer", "sweep",
-           "paper_column", "TABLE1_COLUMNS", "markdown_table", "standard_error", "PAPER_TABLE1",
-           "PAPER_TABLE4"]
+__all__ = ["attack_suite", "SUITES", "evaluate", "evaluate_per_image", "transfer", "sweep", "paper_column",
+           "TABLE1_COLUMNS", "PAPER_TABLE1", "PAPER_TABLE3", "PAPER_TABLE4"]
 
-SUITES = ("paper", "quick")  # the per-image worst case over stronger attacks: jointlab.strong
+SUITES = ("paper", "quick")  # the per-image worst case over stronger attacks: evaluation.strong
 
 # The paper's Table 1 (CIFAR-10, accuracy %): Pristine / FGSM / PGD20 / Spatial / Joint
 PAPER_TABLE1 = {
@@ -36,6 +35,13 @@ PAPER_TABLE1 = {
     "one-pass": (91.8, 95.5, 32.6, 44.9, 23.8),
 }
 
+# The paper's Table 3 (CIFAR-10, one-step joint training with either pass order): Pristine / PGD20 /
+# Spatial / Joint-SP / Joint-PS
+PAPER_TABLE3 = {
+    "joint": (92.1, 64.0, 68.0, 53.1, 48.5),       # trained with the SP order (Alg. 2 as written)
+    "joint-ps": (90.4, 64.9, 67.6, 59.8, 62.1),    # trained with the PS order
+}
+
 # The paper's Table 4 (CIFAR-10, joint training at budgets (eps_x, eps_w)): accuracy % per test attack
 PAPER_TABLE4 = {
     (ex, ew): dict(zip(("Pristine", "PGD", "PGD100", "Spatial", "Joint"), row, strict=True))
@@ -46,19 +52,6 @@ PAPER_TABLE4 = {
         (68.0, 67.5, 67.2, 64.0, 64.0, 63.2, 62.7, 61.4, 61.7, 68.0, 69.1, 68.0),  # Spatial
         (61.5, 62.8, 57.3, 59.4, 57.1, 53.6, 58.8, 54.0, 53.5, 46.4, 46.7, 53.1), strict=True), strict=True)
 }
-
-
-def _batches(data, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
-        x, y = data
-        return ((x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size))
-    return data
-
-
-def _num_batches(data, batch_size: int) -> int | None:
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
-        return -(-len(data[0]) // batch_size)
-    return len(data) if hasattr(data, "__len__") else None
 
 
 def paper_column(threat: str, steps: int = 20, loss: str = "ce") -> str:
@@ -83,8 +76,8 @@ def attack_suite(name: str = "paper", eps_x: float = 8, eps_w: float = 0.3, step
     mask. "paper" adds PGD100; "quick" leaves it out.
     """
     if name not in ("paper", "quick"):
-        raise ValueError(f"suite must be one of ('paper', 'quick') (the strong suite: jointlab.strong); "
-                         f"got {name!r}")
+        raise ValueError(f"suite must be one of ('paper', 'quick') (the strong suite: "
+                         f"jointlab.evaluation.strong_evaluate); got {name!r}")
     sw = dict(eps_w=eps_w, step_w=eps_w / 2, steps=steps)
     px = dict(eps_x=eps_x, step_x=2, steps=steps)
     both = px | sw
@@ -112,27 +105,35 @@ def evaluate(model: nn.Module, data, suite: str | dict = "paper", *, eps_x: floa
     """Accuracy (%) of `model` under every attack of `suite` (a name or a dict from `attack_suite`).
 
     With `source`, the attacks are computed on `source` and evaluated on `model` (black-box
-    transfer, Table 5).
+    transfer, Table 5). `evaluate_per_image` gives the same per image.
     """
+    correct = evaluate_per_image(model, data, suite, eps_x=eps_x, eps_w=eps_w, steps=steps,
+                                 batch_size=batch_size, progress=progress, source=source)
+    return {name: 100.0 * int(c.sum()) / len(c) for name, c in correct.items()}
+
+
+def evaluate_per_image(model: nn.Module, data, suite: str | dict = "paper", *, eps_x: float = 8,
+                       eps_w: float = 0.3, steps: int = 20, batch_size: int = 256, progress: bool = True,
+                       source: nn.Module | None = None) -> dict[str, Tensor]:
+    """Per attack of `suite`, a bool tensor over the images (in the order of `data`): does `model`
+    classify the attacked image correctly? The records behind paired comparisons of two models."""
     if isinstance(suite, str) and suite not in SUITES:
         raise ValueError(f"suite must be one of {SUITES}; got {suite!r}")
     attacks_ = attack_suite(suite, eps_x, eps_w, steps) if isinstance(suite, str) else suite
     attacker = source if source is not None else model
     device = model_device(model)
-    correct = dict.fromkeys(attacks_, 0)
-    total = 0
-    for i, (x, y) in enumerate(tqdm(_batches(data, batch_size), total=_num_batches(data, batch_size),
+    correct: dict[str, list[Tensor]] = {name: [] for name in attacks_}
+    for i, (x, y) in enumerate(tqdm(batches(data, batch_size), total=num_batches(data, batch_size),
                                     desc="evaluate", leave=False, disable=not progress)):
         x, y = x.to(device), y.to(device)
         if i == 0:
             check_logits(model, x)  # logits, not probabilities: one clear error before any attack
         for name, (attack, kw) in attacks_.items():
             x_eval = x if attack is None else attack(attacker, x, y, **kw).x_adv
-            correct[name] += (predict(model, x_eval, batch_size) == y.cpu()).sum().item()
-        total += len(y)
-    if total == 0:
+            correct[name].append(predict(model, x_eval, batch_size) == y.cpu())
+    if not any(correct.values()) or not sum(len(c) for c in next(iter(correct.values()))):
         raise ValueError("data must hold at least one image")
-    return {name: 100.0 * c / total for name, c in correct.items()}
+    return {name: torch.cat(c) for name, c in correct.items()}
 
 
 def transfer(source: nn.Module, target: nn.Module, data, suite: str | dict = "quick", **kwargs) -> dict:
@@ -151,46 +152,3 @@ def sweep(model: nn.Module, data, attack: Callable, param: str, values: Sequence
         result = evaluate(model, data, {"acc": (attack, kw)}, batch_size=batch_size, progress=False)
         accs.append(result["acc"])
     return accs
-
-
-def standard_error(accuracy: float, n: int) -> float:
-    """Binomial standard error (%) of an accuracy (%) measured on n images: 100 · sqrt(p(1 − p) / n)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer (the number of images); got {n!r}")
-    if not 0 <= accuracy <= 100:
-        raise ValueError(f"accuracy must be a percentage in [0, 100]; got {accuracy}")
-    p = accuracy / 100
-    return 100 * math.sqrt(p * (1 - p) / n)
-
-
-def markdown_table(rows: dict[str, dict[str, float]], caption: str | None = None) -> str:
-    """Rows (model name -> {column: accuracy %}) as a Markdown table in the paper's layout."""
-    if not rows:
-        raise ValueError("rows must hold at least one model")
-    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
-    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.1f}" if c in r else "–" for c in columns) + " |")
-    return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
-
-
-def provenance(seed: int | None = None, device=None) -> dict:
-    """What produced a result: versions of jointlab, torch and torchvision, the git commit of the
-    checkout (when there is one), the seed, the device and the full command line."""
-    import shlex
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import torchvision
-
-    from . import __version__
-
-    try:
-        commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"jointlab": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "git_commit": commit, "seed": seed, "device": str(device) if device is not None else None,
-            "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])}

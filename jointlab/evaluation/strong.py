@@ -24,54 +24,34 @@ image) that each column cost.
     report = strong_evaluate(model, (x, y), eps_x=8, eps_w=0.28)
     print(report.markdown("joint"))          # table, passes and the diagnostics that fired
 
-Diagnostics (Athalye, Carlini & Wagner 2018; Carlini et al. 2019; AutoAttack's flags), each with the
-numbers behind it: a one-step attack beats the iterative one; a huge budget does not bring accuracy to
-~0 %; random noise (or transfer from another model) beats the white-box attack; more steps or a restart
-still lower accuracy (not converged); cross-entropy and margin losses disagree; many input gradients
-are exactly zero.
+The gradient-masking diagnostics run with it (`jointlab.evaluation.diagnostics`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import attacks as A
+from .. import attacks as A
+from ..models import eval_mode, model_device
 from . import gradient_free as gf
-from .attacks import compose, eval_mode
+from .diagnostics import HUGE_MAX_STEP_W, diagnose, zero_gradients
 from .interop import check_logits
-from .models import model_device
-from .threats import FlowBall, PixelBall
+from .metrics import batches, num_batches, standard_error
+from .paper import attack_suite, paper_column
+from .reports import RobustnessReport, write_json
 
-__all__ = ["Diagnostic", "RobustnessReport", "PassCounter", "strong_members", "strong_evaluate",
-           "check_logits", "diagnose", "significant", "MASKING_THRESHOLDS", "WORST_COLUMNS", "UNION_NOTE"]
+__all__ = ["PassCounter", "strong_members", "strong_evaluate", "ensemble_name", "WORST_COLUMNS",
+           "ENSEMBLE_VERSION"]
 
 WORST_COLUMNS = {"pixel": "Pixel (worst)", "spatial": "Spatial (worst)", "joint": "Joint (worst)"}
-UNION_NOTE = ("Union is the worst case of the joint threat (its set contains the pixel and the flow "
-              "balls), so Joint (worst) ≥ Union. Worst cases and Union count every image an attack inside "
-              "the budget broke, the diagnostics' included (one more restart, a random point, a transferred "
-              "attack).")
-
-# When a diagnostic fires (accuracy points, or a share of images); every check also needs its effect to
-# exceed noise (`significant`): two standard errors and `min_images` images
-MASKING_THRESHOLDS = {
-    "one_step_margin": 1.0,     # FGSM more than this below PGD
-    "huge_budget_acc": 2.0,     # accuracy left at a huge budget
-    "noise_margin": 1.0,        # random noise / transfer more than this below the white-box attack
-    "not_converged": 2.0,       # more steps or one more restart lower accuracy by more than this
-    "loss_gap": 5.0,            # CE accuracy minus margin-loss accuracy
-    "zero_grad_share": 0.10,    # share of images whose input gradient is exactly zero
-    "min_images": 3,            # the fewest images an effect must concern
-}
-# The huge-budget check's cap on APGD's flow step (pixels): the warp is linear only within about one
-# pixel, so APGD's first step of 2ε_ω (14 px at a quarter of a 28-px side) overshoots, and at a 7-px
-# random start about half the flow vectors have an exactly zero gradient (issue 17 measured 51–56 %):
-# the images that survive would measure the step size, not masking
-HUGE_MAX_STEP_W = 1.0
 
 
 class PassCounter(nn.Module):
@@ -122,102 +102,10 @@ def strong_members(eps_x: float = 8, eps_w: float = 0.3, steps: int = 100, top_k
     return members
 
 
-@dataclass
-class Diagnostic:
-    """One check of the gradient-masking checklist: fired or not, in plain words with its numbers."""
-
-    name: str
-    fired: bool
-    detail: str
-
-    def __str__(self) -> str:
-        return f"[{'FIRED' if self.fired else 'ok'}] {self.name}: {self.detail}"
-
-
-@dataclass
-class RobustnessReport:
-    """Accuracy (%) per column with its standard error, the forward/backward passes per image that
-    each column cost, and the gradient-masking diagnostics; `probes` holds their measurements per
-    threat (% of the images): accuracy at the huge budget, at a random point and under the transferred
-    attack, and the share one more APGD-DLR restart broke."""
-
-    accuracy: dict[str, float]
-    stderr: dict[str, float]
-    passes: dict[str, float]
-    images: int
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    settings: dict = field(default_factory=dict)
-    probes: dict[str, dict[str, float]] = field(default_factory=dict)
-    # per image, in the order of the data: label, clean prediction, 1/0 per column, and per threat
-    # which attack broke it first ("clean": misclassified already; None: robust)
-    records: dict = field(default_factory=dict)
-
-    @property
-    def fired(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.fired]
-
-    def markdown(self, name: str = "model") -> str:
-        cols = list(self.accuracy)
-        lines = [
-            f"Accuracy (%) on {self.images} images ± standard error; passes: forward/backward passes per "
-            "image.",
-            "",
-            "| model | " + " | ".join(cols) + " |",
-            "|---" * (len(cols) + 1) + "|",
-            f"| {name} | " + " | ".join(f"{self.accuracy[c]:.1f} ± {self.stderr[c]:.1f}" for c in cols)
-            + " |",
-            "| passes | " + " | ".join(f"{self.passes.get(c, 0):.0f}" for c in cols) + " |",
-            "",
-        ]
-        fired = self.fired
-        if "Union" in self.accuracy:
-            lines += [UNION_NOTE, ""]
-        lines.append(f"Gradient-masking diagnostics: {len(fired)} of {len(self.diagnostics)} fired"
-                     + (":" if fired else "."))
-        lines += [f"- **{d.name}**: {d.detail}" for d in fired]
-        return "\n".join(lines) + "\n"
-
-    def to_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "stderr": self.stderr, "passes_per_image": self.passes,
-                "images": self.images, "settings": self.settings, "probes": self.probes,
-                "diagnostics": [{"name": d.name, "fired": d.fired, "detail": d.detail}
-                                for d in self.diagnostics], "records": self.records}
-
-
-def significant(effect: float, images: int | None, threshold: float) -> bool:
-    """The noise rule of every diagnostic: an effect (accuracy points, or % of the images) counts when it
-    exceeds `threshold`, two standard errors of a share of `images` images (2·sqrt(p(1 − p)/n)) and
-    `MASKING_THRESHOLDS["min_images"]` images; without `images` (a table alone), the threshold only."""
-    if not effect > threshold:
-        return False
-    if images is None:
-        return True
-    from .evaluate import standard_error
-
-    share = min(effect, 100.0)
-    return (share * images / 100 >= MASKING_THRESHOLDS["min_images"] - 1e-9
-            and share > 2 * standard_error(share, images))
-
-
-def _white_box(steps: int) -> dict[str, str]:
-    """The paper's white-box column of each threat, the reference of the noise and transfer checks."""
-    return {"pixel": f"PGD{steps}", "spatial": "Spatial", "joint": "Joint-SP"}
-
-
 def _random_point(x: Tensor, threat: str, eps_x: float, eps_w: float) -> Tensor:
     """A uniformly random point of the threat model (the random start of its attacks), as an image."""
-    flow = FlowBall(eps_w).random_init(x) if threat in ("spatial", "joint") else None
-    base = x if flow is None else A.warp(x, flow)
-    delta = PixelBall(eps_x).random_init(base) if threat in ("pixel", "joint") else None
-    return compose(x, flow, delta)
-
-
-def _zero_gradients(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Per image: is the input gradient of the cross-entropy exactly zero?"""
-    with eval_mode(model), torch.enable_grad():
-        xg = x.detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(A.ATTACK_LOSSES["ce"](model(xg), y).sum(), xg)
-    return (g.flatten(1) == 0).all(1)
+    threat_model = A.apgd_threat(threat, eps_x, eps_w)[0]
+    return threat_model.compose(x, threat_model.start(x))
 
 
 def _correct(model, x, y) -> Tensor:
@@ -273,9 +161,6 @@ class _Batch:
 
 def _fingerprint(model: nn.Module, data_x: Tensor | None, settings: dict, total: int | None) -> str:
     """What a resumed run must share with the run that wrote the state file."""
-    import hashlib
-    import json
-
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     with torch.no_grad():
         h.update(repr([round(float(p.double().sum()), 6) for p in model.parameters()][:64]).encode())
@@ -285,23 +170,12 @@ def _fingerprint(model: nn.Module, data_x: Tensor | None, settings: dict, total:
     return h.hexdigest()[:16]
 
 
-def _write_json(path, obj) -> None:
-    import json
-    import os
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
 def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 0.3, steps: int = 20,
                     apgd_steps: int = 100, top_k: int = 9, restarts: int = 1, threats=A.THREATS,
                     suite: str = "paper", batch_size: int = 256,
                     diagnostics: bool = True, huge_eps_x: float = 128, huge_eps_w: float | None = None,
-                    source: nn.Module | None = None, queries: int = gf.DEFAULT_QUERIES, seed: int = 0,
+                    source: nn.Module | None = None, reference: nn.Module | None = None,
+                    queries: int = gf.DEFAULT_QUERIES, seed: int = 0,
                     state=None, save_adversarial=None, progress: bool = True) -> RobustnessReport:
     """The paper's columns (`attack_suite(suite)`: Pristine, FGSM, PGD, Spatial, Joint SP/PS, CW
     columns), then "Pixel (worst)", "Spatial (worst)", "Joint (worst)" and "Union" (see the module
@@ -312,16 +186,14 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     models to evaluate (default all three; the paper's columns and the union follow), `suite`: the
     paper's columns to start from ("paper", or "quick" without PGD100), huge budgets of the
     diagnostics (ε_x = 128 levels, ε_ω = a quarter of the side by default), `source`: a second model
-    whose transferred attacks must not beat the white-box ones; `seed`: batch i draws its random
+    whose transferred attacks must not beat the white-box ones; `reference`: a naturally trained model
+    of the same data, attacked at the huge budget too, so that the huge-budget check fires only where
+    the model keeps significantly more images than that floor; `seed`: batch i draws its random
     numbers from seed and i alone (the caller's random stream is left as it was), so that `state`, a
     JSON file written after every batch, lets a killed run continue where it stopped and end with the
     same report; `save_adversarial`: a .pt file with each image's first adversarial example found
     (x_adv, delta, flow, and which attack found it), for a notebook to open.
     """
-    from pathlib import Path
-
-    from .evaluate import _batches, _num_batches, attack_suite, standard_error
-
     for name, v in (("apgd_steps", apgd_steps), ("top_k", top_k), ("restarts", restarts), ("steps", steps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
@@ -342,7 +214,8 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     settings = dict(eps_x=eps_x, eps_w=eps_w, steps=steps, apgd_steps=apgd_steps, top_k=top_k,
                     restarts=restarts, queries=queries, threats=list(threats), suite=suite,
                     batch_size=batch_size, diagnostics=diagnostics, huge_eps_x=huge_eps_x,
-                    huge_eps_w=huge_eps_w, source=source is not None, seed=seed,
+                    huge_eps_w=huge_eps_w, source=source is not None, reference=reference is not None,
+                    seed=seed,
                     ensemble=ensemble_name(apgd_steps, top_k, restarts, queries),
                     members={t: [m[0] for m in ms] for t, ms in members.items()})
     tensors = isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor)
@@ -352,7 +225,8 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     # what the batches add up: counts per column and threat, and one record per image
     acc = {"correct": dict.fromkeys(columns, 0), "passes": dict.fromkeys(columns, 0),
            "member_passes": dict.fromkeys(threats, 0), "total": 0,
-           "diag": {"huge": dict.fromkeys(threats, 0), "noise": dict.fromkeys(threats, 0),
+           "diag": {"huge": dict.fromkeys(threats, 0), "huge_reference": dict.fromkeys(threats, 0),
+                    "noise": dict.fromkeys(threats, 0),
                     "transfer": dict.fromkeys(threats, 0), "restart": dict.fromkeys(threats, 0),
                     "zero_grad": 0},
            "records": {"label": [], "clean_prediction": [], "correct": {c: [] for c in columns},
@@ -362,8 +236,6 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     chunks = Path(f"{state}.adversarial") if state is not None else None
     examples = []
     if state is not None and state.exists():
-        import json
-
         saved = json.loads(state.read_text())
         if saved.get("fingerprint") == fingerprint:
             acc, done = saved["accumulated"], saved["batches_done"]
@@ -372,7 +244,7 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
         elif progress:
             print(f"{state} was written by another evaluation (model, data or settings differ): "
                   "starting over")
-    for i, (x, y) in enumerate(tqdm(_batches(data, batch_size), total=_num_batches(data, batch_size),
+    for i, (x, y) in enumerate(tqdm(batches(data, batch_size), total=num_batches(data, batch_size),
                                     desc="strong evaluation", leave=False, disable=not progress)):
         if i < done:
             continue
@@ -383,7 +255,7 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed * 1_000_003 + i)
             b = _strong_batch(model, counter, x, y, paper, members, extra, acc, threats, keep, diagnostics,
-                              eps_x, eps_w, steps, apgd_steps, huge_eps_x, huge_eps_w, source, i)
+                              eps_x, eps_w, steps, apgd_steps, huge_eps_x, huge_eps_w, source, reference, i)
         rec = acc["records"]
         rec["label"] += y.tolist()
         for t in threats:
@@ -394,7 +266,7 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
             if keep:
                 chunks.mkdir(parents=True, exist_ok=True)
                 torch.save(examples[-1], chunks / f"{i:05d}.pt")
-            _write_json(state, {"fingerprint": fingerprint, "batches_done": i + 1, "accumulated": acc})
+            write_json(state, {"fingerprint": fingerprint, "batches_done": i + 1, "accumulated": acc})
     total = acc["total"]
     if total == 0:
         raise ValueError("data must hold at least one image")
@@ -410,8 +282,9 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
         passes={c: passes[c] / total for c in columns}, images=total, settings=settings,
         records=acc["records"])
     if diagnostics:
-        diag["with_source"] = source is not None
-        probes = ("huge", "noise", "restart") + (("transfer",) if source is not None else ())
+        diag["with_source"], diag["with_reference"] = source is not None, reference is not None
+        probes = (("huge", "noise", "restart") + (("transfer",) if source is not None else ())
+                  + (("huge_reference",) if reference is not None else ()))
         report.probes = {k: {th: 100.0 * v / total for th, v in diag[k].items()} for k in probes}
         report.diagnostics = diagnose(accuracy, steps, diag, total, (
             huge_eps_x, "side/4" if huge_eps_w is None else f"{huge_eps_w:g}", apgd_steps))
@@ -424,8 +297,12 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
     return report
 
 
+def _run_member(model, fn, kw, x, y, idx):
+    return fn(model, x, y, **kw)
+
+
 def _strong_batch(model, counter, x, y, paper, members, extra, acc, threats, keep, diagnostics, eps_x, eps_w,
-                  steps, apgd_steps, huge_eps_x, huge_eps_w, source, i) -> _Batch:
+                  steps, apgd_steps, huge_eps_x, huge_eps_w, source, reference, i) -> _Batch:
     """One batch: the paper's columns, each threat's members on its survivors, the diagnostics; adds the
     counts to `acc` and returns the per-image state."""
     passes, diag = acc["passes"], acc["diag"]
@@ -443,13 +320,12 @@ def _strong_batch(model, counter, x, y, paper, members, extra, acc, threats, kee
         masks[name] = _correct(model, res.x_adv, y)
         passes[name] += counter.grad_images - before
         b.broke(A.threat_of(fn), name, every, ~masks[name], res)
-    for threat, members_ in members.items():
+    for threat, members_ in members.items():  # each member on the images no attack has broken yet
         before = counter.grad_images
-        for name, fn, kw in members_:
-            idx = b.robust[threat].nonzero().squeeze(1)
-            if len(idx):
-                res = fn(counter, x[idx], y[idx], **kw)
-                b.broke(threat, name, idx, ~_correct(model, res.x_adv, y[idx]), res)
+        attempts = [partial(_run_member, counter, fn, kw) for _, fn, kw in members_]
+        res, by = A.first_success(model, x, y, attempts, robust=b.robust[threat])
+        for j, (name, _, _) in enumerate(members_):
+            b.broke(threat, name, every, by == j, res)
         acc["member_passes"][threat] += counter.grad_images - before
     # The diagnostics' attacks, after every member so that the members draw the same random numbers
     # either way. Those inside the nominal budget (one more APGD-DLR restart on the survivors, a
@@ -474,17 +350,19 @@ def _strong_batch(model, counter, x, y, paper, members, extra, acc, threats, kee
             b.broke(threat, "random point", every, ~noise, A.AttackResult(point, None, None))
             huge_w = side / 4 if huge_eps_w is None else huge_eps_w
             ex, ew = (huge_eps_x if threat != "spatial" else 0), (huge_w if threat != "pixel" else 0)
-            res = A.apgd(model, x, y, eps_x=ex, eps_w=ew, steps=apgd_steps, threat=threat, loss="dlr",
-                         max_step_w=HUGE_MAX_STEP_W)
-            diag["huge"][threat] += int(_correct(model, res.x_adv, y).sum())
+            for key, net in (("huge", model), ("huge_reference", reference)):
+                if net is not None:
+                    res = A.apgd(net, x, y, eps_x=ex, eps_w=ew, steps=apgd_steps, threat=threat, loss="dlr",
+                                 max_step_w=HUGE_MAX_STEP_W)
+                    diag[key][threat] += int(_correct(net, res.x_adv, y).sum())
         if source is not None:  # last: with or without a source, the above draws the same random numbers
             for threat in threats:
-                fn, kw = paper[_white_box(steps)[threat]]
+                fn, kw = paper[paper_column(threat, steps)]
                 res = fn(source, x, y, **kw)
                 transferred = _correct(model, res.x_adv, y)
                 diag["transfer"][threat] += int(transferred.sum())
                 b.broke(threat, "transfer from source", every, ~transferred, res)
-        diag["zero_grad"] += int(_zero_gradients(model, x, y).sum())
+        diag["zero_grad"] += int(zero_gradients(model, x, y).sum())
     union = clean.clone()
     for threat in threats:
         masks[WORST_COLUMNS[threat]] = b.robust[threat]
@@ -495,63 +373,3 @@ def _strong_batch(model, counter, x, y, paper, members, extra, acc, threats, kee
         acc["records"]["correct"][c] += m.int().tolist()
     acc["total"] += len(y)
     return b
-
-
-def diagnose(acc: dict[str, float], steps: int = 20, counts: dict | None = None, images: int | None = None,
-             huge: tuple = (128, "side/4", 100)) -> list[Diagnostic]:
-    """The masking checklist. From a table of accuracies alone (any suite with FGSM, PGD and CW
-    columns): one-step vs iterative, PGD{steps} vs PGD100, CE vs margin loss. With the extra counts of
-    `strong_evaluate` (huge budget, random noise, transfer, one more restart, zero gradients) the rest.
-    Each check fires only on an effect beyond noise (`significant`, on `images` images); `huge` names
-    the huge budgets and APGD's iterations there."""
-    t = MASKING_THRESHOLDS
-    white = _white_box(steps)
-    cw = {"pixel": f"PGD{steps}-CW", "spatial": "Spatial-CW", "joint": "Joint-CW"}
-    out = []
-    pgd_ = acc.get(white["pixel"])
-    if "FGSM" in acc and pgd_ is not None:
-        fired = significant(pgd_ - acc["FGSM"], images, t["one_step_margin"])
-        out.append(Diagnostic("one-step attack beats the iterative one", fired,
-                              f"FGSM {acc['FGSM']:.1f} % vs PGD{steps} {pgd_:.1f} %"))
-    pct = {}
-    if counts is not None:
-        pct = {k: {th: 100.0 * v / images for th, v in d.items()}
-               for k, d in counts.items() if isinstance(d, dict)}
-        h = pct["huge"]
-        out.append(Diagnostic(
-            "a huge budget leaves accuracy above ~0 %",
-            any(significant(v, images, t["huge_budget_acc"]) for v in h.values()),
-            f"accuracy at ε_x = {huge[0]:g} levels / ε_ω = {huge[1]} px (APGD-DLR, {huge[2]} steps, "
-            f"flow step ≤ {HUGE_MAX_STEP_W:g} px): "
-            + ", ".join(f"{th} {v:.1f} %" for th, v in h.items())))
-        for key, what in (("noise", "random noise"), ("transfer", "a transferred attack")):
-            if key == "transfer" and not counts.get("with_source"):
-                continue
-            p = pct[key]
-            beaten = [th for th in p if significant(acc[white[th]] - p[th], images, t["noise_margin"])]
-            out.append(Diagnostic(
-                f"{what} beats the white-box attack", bool(beaten),
-                ", ".join(f"{th}: {key} {p[th]:.1f} % vs {white[th]} {acc[white[th]]:.1f} %"
-                          for th in p)))
-    more = acc.get("PGD100") if steps != 100 else None
-    if pgd_ is not None and (more is not None or pct):
-        fired = more is not None and significant(pgd_ - more, images, t["not_converged"])
-        parts = [f"PGD{steps} {pgd_:.1f} % → PGD100 {more:.1f} %"] if more is not None else []
-        if pct:
-            fired |= any(significant(v, images, t["not_converged"]) for v in pct["restart"].values())
-            parts += [f"one more APGD-DLR restart breaks {v:.1f} % more ({th})"
-                      for th, v in pct["restart"].items()]
-        out.append(Diagnostic("more steps or restarts still lower accuracy (not converged)", fired,
-                              "; ".join(parts)))
-    pairs = [th for th in A.THREATS if white[th] in acc and cw[th] in acc]
-    if pairs:
-        out.append(Diagnostic(
-            "cross-entropy and margin losses disagree",
-            any(significant(acc[white[th]] - acc[cw[th]], images, t["loss_gap"]) for th in pairs),
-            ", ".join(f"{white[th]} {acc[white[th]]:.1f} % vs {cw[th]} {acc[cw[th]]:.1f} %" for th in pairs)))
-    if counts is not None:
-        share = counts["zero_grad"] / images
-        out.append(Diagnostic("many input gradients are exactly zero",
-                              significant(100 * share, images, 100 * t["zero_grad_share"]),
-                              f"{100 * share:.1f} % of the images have an all-zero input gradient (CE loss)"))
-    return out

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import attacks as A
+from .. import attacks as A
 
 __all__ = ["wrap", "ModelAdapter", "check_logits", "check_eps_x", "Spatial", "Joint", "APGDSpatial",
            "APGDJoint"]
@@ -258,7 +258,7 @@ def load_model_spec(spec: str, *, weights: str | None = None, num_classes: int |
 
     scheme, sep, rest = spec.partition(":")
     if not sep or (len(scheme) == 1 and Path(spec).exists()):  # a path (C:\\... on Windows too)
-        from .train import load_checkpoint, load_model
+        from ..train import load_checkpoint, load_model
 
         if not Path(spec).is_file():
             raise ValueError(f"checkpoint not found: {spec} (--model SPEC is a jointlab checkpoint, "

@@ -31,10 +31,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .attacks import AttackResult, _check_inputs, compose, eval_mode
-from .losses import ATTACK_LOSSES, margin_loss
-from .threats import FlowBall, PixelBall
-from .warp import project_flow, warp
+from ..attacks import AttackResult, _check_inputs, eval_mode
+from ..losses import ATTACK_LOSSES, margin_loss
+from ..threats import FlowBall, JointThreat, PixelBall
+from ..warp import project_flow
 
 __all__ = ["square", "flow_search", "joint_search", "square_side", "translation_grid", "SEARCH_LOSSES",
            "DEFAULT_QUERIES"]
@@ -115,15 +115,15 @@ def _stripes(x: Tensor, pixel: PixelBall, gen) -> Tensor:
 Moves = Callable[[int, dict[str, Tensor], Tensor], dict[str, Tensor]]
 
 
-def _random_search(model, x: Tensor, y: Tensor, start: dict[str, Tensor], move: Moves, queries: int,
-                   loss_fn) -> dict[str, Tensor]:
-    """Square's Alg. 1 on any perturbation: `start` (a dict of "flow" and/or "delta") is the first
+def _random_search(model, x: Tensor, y: Tensor, threat: JointThreat, start: dict[str, Tensor], move: Moves,
+                   queries: int, loss_fn) -> dict[str, Tensor]:
+    """Square's Alg. 1 on any perturbation of `threat`: `start` (a dict of "flow" and/or "delta") is the first
     query; then, `queries - 1` times, `move(k, best, x)` proposes a change of the best point of the
     images still classified correctly (k = 1, 2, …), and each image keeps it when its loss rose or it
     is misclassified. Returns the best point of every image."""
     best = {name: v.clone() for name, v in start.items()}
     with torch.no_grad(), eval_mode(model):
-        logits = model(compose(x, best.get("flow"), best.get("delta")))
+        logits = model(threat.compose(x, best))
         best_loss = loss_fn(logits, y)
         robust = logits.argmax(1) == y
         for k in range(1, queries):
@@ -131,7 +131,7 @@ def _random_search(model, x: Tensor, y: Tensor, start: dict[str, Tensor], move: 
             if len(idx) == 0:
                 break
             cand = move(k, {name: v[idx] for name, v in best.items()}, x[idx])
-            logits = model(compose(x[idx], cand.get("flow"), cand.get("delta")))
+            logits = model(threat.compose(x[idx], cand))
             loss = loss_fn(logits, y[idx])
             fooled = logits.argmax(1) != y[idx]
             keep = (loss > best_loss[idx]) | fooled
@@ -177,8 +177,9 @@ def square(model, x, y, eps_x: float = 8, queries: int = DEFAULT_QUERIES, p_init
         mask = _square_masks(len(xs), h, w, square_side((k - 1) / queries, p_init, h, w), gen, x.device)
         return {"delta": _pixel_square(best["delta"], xs, pixel, mask, gen)}
 
-    best = _random_search(model, x, y, {"delta": _stripes(x, pixel, gen)}, move, queries, loss_fn)
-    return AttackResult(x_adv=compose(x, None, best["delta"]), delta=best["delta"], flow=None)
+    threat = JointThreat([pixel])
+    best = _random_search(model, x, y, threat, {"delta": _stripes(x, pixel, gen)}, move, queries, loss_fn)
+    return AttackResult(x_adv=threat.compose(x, best), delta=best["delta"], flow=None)
 
 
 def _flow_moves(eps_w: float, queries: int, p_init: float, gen, x: Tensor):
@@ -222,8 +223,9 @@ def flow_search(model, x, y, eps_w: float = 0.3, queries: int = DEFAULT_QUERIES,
             flow = _flow_square(best["flow"], flow_ball, square_of(k, len(xs)), gen)
         return {"flow": flow}
 
-    best = _random_search(model, x, y, {"flow": flow_ball.zeros(x)}, move, queries, loss_fn)
-    return AttackResult(x_adv=compose(x, best["flow"]), delta=None, flow=best["flow"])
+    threat = JointThreat([flow_ball])
+    best = _random_search(model, x, y, threat, {"flow": flow_ball.zeros(x)}, move, queries, loss_fn)
+    return AttackResult(x_adv=threat.compose(x, best), delta=None, flow=best["flow"])
 
 
 def joint_search(model, x, y, eps_x: float = 8, eps_w: float = 0.3, queries: int = DEFAULT_QUERIES,
@@ -238,17 +240,20 @@ def joint_search(model, x, y, eps_x: float = 8, eps_w: float = 0.3, queries: int
     """
     x, y, loss_fn, gen = _setup(model, x, y, queries, p_init, loss, seed)
     pixel, flow_ball = PixelBall(eps_x), FlowBall(eps_w)
+    threat = JointThreat([flow_ball, pixel])
     translation, square_of = _flow_moves(flow_ball.eps, queries, p_init, gen, x)
 
     def move(k, best, xs):
         flow = translation(k, best["flow"])
+        cand = {"flow": flow, "delta": best["delta"]}
         if flow is None:
             mask = square_of(k, len(xs))
-            flow = _flow_square(best["flow"], flow_ball, mask, gen)
-            return {"flow": flow, "delta": _pixel_square(best["delta"], warp(xs, flow), pixel, mask, gen)}
-        # the centre T(x, ω) of δ's ball moved: project δ onto the new ball
-        return {"flow": flow, "delta": pixel.project(best["delta"], warp(xs, flow))}
+            cand["flow"] = _flow_square(best["flow"], flow_ball, mask, gen)
+            cand["delta"] = _pixel_square(best["delta"], threat.centre(xs, cand), pixel, mask, gen)
+        else:  # the centre T(x, ω) of δ's ball moved: project δ onto the new ball
+            threat.recentre(xs, cand)
+        return cand
 
     start = {"flow": flow_ball.zeros(x), "delta": _stripes(x, pixel, gen)}
-    best = _random_search(model, x, y, start, move, queries, loss_fn)
-    return AttackResult(x_adv=compose(x, best["flow"], best["delta"]), delta=best["delta"], flow=best["flow"])
+    best = _random_search(model, x, y, threat, start, move, queries, loss_fn)
+    return AttackResult(x_adv=threat.compose(x, best), delta=best["delta"], flow=best["flow"])
