@@ -12,13 +12,15 @@ PORT ?= 8866
 # Jupyter servers refuse to run as root without this flag (CI and containers run as root)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv data lint test test-slow demo models book lab explore bench bench-gpu tensorboard clean
+.PHONY: help venv data lint test test-slow test-heavy demo models results book lab explore bench bench-gpu tensorboard clean
 
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
 	@echo "make test   lint (ruff) + unit, notebook and browser tests (pytest), ~11 min on 2 CPU cores"
 	@echo "make test-slow  the AutoAttack cross-check (torchattacks, ~2 min); CI runs it after make test"
-	@echo "make models retrain and re-measure the shipped lesson models in models/ (~25 min on 2 CPU cores)"
+	@echo "make test-heavy the strong suite's default settings on 200 images per lesson model (~50 min; not in CI)"
+	@echo "make models retrain and re-measure the shipped lesson models in models/ (~30 min on 2 CPU cores)"
+	@echo "make results  the claims ledger's reference results, models/results.json (~1 h on 2 CPU cores, resumable)"
 	@echo "make book   the static site of the notebooks make demo executed: $(BOOK)/html/index.html"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make explore  serve the attack explorer app with Voila on http://localhost:$(PORT)/"
@@ -45,10 +47,14 @@ lint: venv
 
 # the AutoAttack cross-check (tests marked slow, ~2 min) runs in `make test-slow`; CI runs both
 test: lint data
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not heavy"
 
 test-slow: data
 	$(BIN)/python -m pytest -m slow
+
+# the strong suite with its default settings on 200 images of every Table 1 lesson model (~50 min)
+test-heavy: data
+	$(BIN)/python -m pytest -m heavy
 
 demo: data
 	$(BIN)/python -m jointlab.notebooks run --out $(OUT)
@@ -57,6 +63,13 @@ demo: data
 # retrains each one, measures the README's table, writes checkpoints + manifest.json (sha256, command)
 models: data
 	$(BIN)/python -m jointlab.zoo build --no-progress
+
+# the claims ledger's reference results (jointlab/ledger.py): every shipped model on 1,000 test images,
+# the scale experiment (trains 3,000- and 12,000-image models into runs/cache), the flow-budget curves;
+# pieces already in models/results.json are kept (delete the file to start over), then the figures
+results: data
+	$(BIN)/python -m jointlab.ledger results
+	$(BIN)/python -m jointlab.ledger figures
 
 # needs the executed notebooks of `make demo` in $(OUT); builds offline, nothing is re-executed
 book: venv

@@ -26,6 +26,7 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,8 +191,10 @@ def run_job(job: Job, kernel_name: str = "python3") -> dict:
     injected = {"result_json": str(result), "out_dir": str(d)}
     params = params | {k: injected[k] for k in job.inject}
     try:
-        pm.execute_notebook(job.notebook, str(d / Path(job.notebook).name), parameters=params,
-                            cwd=str(Path(job.notebook).parent), kernel_name=kernel_name, progress_bar=False)
+        with _stderr_to(d / "kernel.log"):  # the job kernel's own log lines stay out of the caller's output
+            pm.execute_notebook(job.notebook, str(d / Path(job.notebook).name), parameters=params,
+                                cwd=str(Path(job.notebook).parent), kernel_name=kernel_name,
+                                progress_bar=False)
     except PapermillExecutionError as e:
         status.update(state="failed", error={"cell": e.exec_count, "ename": e.ename, "evalue": e.evalue,
                                              "source": _failing_line(e)})
@@ -205,6 +208,24 @@ def run_job(job: Job, kernel_name: str = "python3") -> dict:
     status["seconds"] = round(time.time() - status["started"], 2)
     _write_json(d / "status.json", status)
     return status
+
+
+@contextmanager
+def _stderr_to(path: Path):
+    """Point this process's file descriptor 2 at `path` (the kernels it starts inherit it): ipykernel's
+    startup warnings ("Kernel is running over TCP ...") land there, not in a notebook that runs a sweep."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _failing_line(e) -> str:
@@ -422,23 +443,25 @@ def results_tables(statuses: list[dict]) -> dict[str, str]:
     out = {}
     if done:
         out["all"] = markdown_table({s["label"]: _row(s["metrics"]) for s in done},
-                                    "All columns, accuracy (%)")
+                                    "All columns, accuracy (%) ± one standard error",
+                                    {s["label"]: s["metrics"].get("images") for s in done})
     exp = [s for s in done if isinstance(s["metrics"].get("accuracy"), dict) and "method" in s["metrics"]]
     t1 = [s for s in exp if not s["metrics"].get("train_budgets")]
     if t1:
-        rows = {}
+        rows, images = {}, {}
         for s in t1:
             m = s["metrics"]
             rows[f"{s['label']} (ours)"] = _paper_columns(m)
+            images[f"{s['label']} (ours)"] = m.get("images")
             if _paper_row(m):
                 rows.setdefault(f"{m['method']} (paper)", _paper_row(m))
         steps = t1[0]["metrics"].get("steps")
         caption = (f"Table 1 layout (ours: PGD = PGD{steps}, Joint = Joint-SP; paper: CIFAR-10, WRN-28-10, "
-                   "PGD20): compare orderings, not levels")
-        out["table1"] = markdown_table(rows, caption)
+                   "PGD20): compare orderings, not levels; ours ± one standard error")
+        out["table1"] = markdown_table(rows, caption, images)
     t4 = [s for s in exp if {"eps_x", "eps_w"} <= set(s["metrics"].get("train_budgets") or {})]
     if t4:
-        rows = {}
+        rows, images = {}, {}
         for col in ("Pristine", "PGD", "Spatial", "Joint"):
             ours, paper = {}, {}
             for s in t4:
@@ -448,10 +471,12 @@ def results_tables(statuses: list[dict]) -> dict[str, str]:
                 if (b["eps_x"], b["eps_w"]) in PAPER_TABLE4:
                     paper[name] = PAPER_TABLE4[(b["eps_x"], b["eps_w"])][col]
             rows[f"{col} (ours)"] = ours
+            images[f"{col} (ours)"] = t4[0]["metrics"].get("images")
             if paper:
                 rows[f"{col} (paper)"] = paper
-        out["table4"] = markdown_table(rows, "Table 4 layout: joint training budgets ε_x / ε_ω (columns) "
-                                             "against the test attacks (rows)")
+        caption = ("Table 4 layout: joint training budgets ε_x / ε_ω (columns) against the test attacks "
+                   "(rows); ours ± one standard error")
+        out["table4"] = markdown_table(rows, caption, images)
     return out
 
 

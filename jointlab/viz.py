@@ -12,7 +12,7 @@ from torchvision.utils import flow_to_image
 
 __all__ = ["to_numpy_image", "show_image", "flow_to_rgb", "flow_wheel", "add_flow_legend", "amplify",
            "prediction_captions", "plot_image_grid", "plot_flow_arrows", "plot_curves", "psnr",
-           "plot_steepest_ascent"]
+           "plot_steepest_ascent", "plot_computational_graph"]
 
 
 def to_numpy_image(x: Tensor) -> np.ndarray:
@@ -130,19 +130,31 @@ def plot_flow_arrows(ax, flow: Tensor, image: Tensor | None = None, stride: int 
 
 def plot_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xlabel: str,
                 ylabel: str = "accuracy (%)", title: str | None = None,
-                vlines: Mapping[str, float] | None = None, ax=None):
-    """Accuracy curves (one line per entry); `vlines` adds dashed vertical lines (training budgets)."""
+                vlines: Mapping[str, float] | None = None, ax=None, images: int | None = None,
+                bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+                ylim: tuple[float, float] | None = (0, 100)):
+    """Accuracy curves (one line per entry) with a shaded band around each: ± one binomial standard
+    error when `images` (the images each point was measured on) is given, or the (low, high) arrays of
+    `bands`; `vlines` adds dashed vertical lines (training budgets)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.6))
     for label, ys in curves.items():
-        ax.plot(x, ys, marker="o", markersize=3, label=label)
+        (line,) = ax.plot(x, ys, marker="o", markersize=3, label=label)
+        band = (bands or {}).get(label)
+        if band is None and images:
+            v = np.asarray(ys, dtype=float)
+            se = 100 * np.sqrt(np.clip(v / 100, 0, 1) * np.clip(1 - v / 100, 0, 1) / images)
+            band = (v - se, v + se)
+        if band is not None:
+            ax.fill_between(x, band[0], band[1], color=line.get_color(), alpha=0.18, linewidth=0)
     for label, v in (vlines or {}).items():
         ax.axvline(v, linestyle="--", color="gray", linewidth=1)
         ax.annotate(label, (v, 0.98), xycoords=("data", "axes fraction"), fontsize=7, rotation=90,
                     va="top", ha="right", color="gray")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 100)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title, fontsize=10)
@@ -184,4 +196,40 @@ def plot_steepest_ascent(grad: tuple[float, float] = (1.0, 0.4), ax=None):
     ax.set_ylabel("v")
     ax.legend(fontsize=7, loc="lower left")
     ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_computational_graph(ax=None):
+    """The paper's Fig. 2: x → T(·, ω) → + δ → clip → f_θ → L, with ω and δ the variables the attack
+    optimizes and their gradients flowing back (dashed)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.0))
+    nodes = {"x": (0.5, 1), "T(·, ω)": (2, 1), "+ δ": (3.5, 1), "clip [-1, 1]": (5, 1), "f_θ": (6.5, 1),
+             "L(·, y)": (8, 1), "ω": (2, 2.2), "δ": (3.5, 2.2)}
+    for name, (cx, cy) in nodes.items():
+        variable = name in ("ω", "δ")
+        ax.add_patch(plt.Rectangle((cx - 0.55, cy - 0.28), 1.1, 0.56, fill=True, lw=1.2,
+                                   fc="#fde9c9" if variable else "#e8eef7", ec="#555"))
+        ax.text(cx, cy, name, ha="center", va="center", fontsize=10)
+    forward = [("x", "T(·, ω)"), ("T(·, ω)", "+ δ"), ("+ δ", "clip [-1, 1]"), ("clip [-1, 1]", "f_θ"),
+               ("f_θ", "L(·, y)")]
+    for a, b in forward:
+        (x0, y0), (x1, y1) = nodes[a], nodes[b]
+        ax.annotate("", (x1 - 0.57, y1), (x0 + 0.57, y0), arrowprops=dict(arrowstyle="->", lw=1.3))
+    lx, ly = nodes["L(·, y)"]
+    for level, (v, target) in zip((2.75, 3.05), (("δ", "+ δ"), ("ω", "T(·, ω)")), strict=True):
+        (x0, y0), (x1, y1) = nodes[v], nodes[target]
+        ax.annotate("", (x1, y1 + 0.3), (x0, y0 - 0.3), arrowprops=dict(arrowstyle="->", lw=1.3))
+        # the gradient: up from L, left along `level`, down onto the variable
+        ax.plot([lx, lx, x0], [ly + 0.28, level, level], ls="--", color="#c0392b", lw=1.1)
+        ax.annotate("", (x0, y0 + 0.3), (x0, level), arrowprops=dict(arrowstyle="->", lw=1.1, ls="--",
+                                                                     color="#c0392b"))
+        label = r"$\nabla_\omega L$" if v == "ω" else r"$\nabla_\delta L$"
+        ax.text((x0 + lx) / 2, level + 0.04, label,
+                color="#c0392b", fontsize=10, ha="center", va="bottom")
+    ax.set_xlim(-0.2, 8.8)
+    ax.set_ylim(0.5, 3.4)
+    ax.axis("off")
+    ax.set_title("Fig. 2: the joint attack optimizes ω and δ, not x (forward: solid; gradients: dashed)",
+                 fontsize=10)
     return ax.figure

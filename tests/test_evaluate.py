@@ -53,6 +53,8 @@ def test_sweep_and_table(tiny_model, data):
     md = markdown_table({"a": {"X": 50.0, "Y": 12.34}, "b": {"X": 1.0}}, caption="cap")
     assert md.splitlines()[2] == "| model | X | Y |"
     assert "| a | 50.0 | 12.3 |" in md and "| b | 1.0 | – |" in md
+    with_error = markdown_table({"ours": {"X": 50.0}, "paper": {"X": 53.1}}, images={"ours": 100})
+    assert "| ours | 50.0 ± 5.0 |" in with_error and "| paper | 53.1 |" in with_error
 
 
 @pytest.mark.parametrize("name", ["paper", "quick"])

@@ -93,3 +93,59 @@ def test_exercise_notebooks_carry_the_stub_and_the_checker(prefix):
     assert "raise NotImplementedError" in source
     for name in EXERCISES[prefix]:
         assert f"check_{name}(" in source, name
+
+
+# Percentages a lesson's prose may state without computing them: the paper's own numbers (its tables
+# and the RobustBench re-evaluations it is compared with), budgets and thresholds quoted as definitions
+# (1 % of the side, the diagnostics' 2 %, ~0 %, the 95 % of an interval), and the standard-error rule of
+# thumb (50 %).
+PAPER_NUMBERS = {95.6, 0.0, 0.1, 85.7, 44.9, 45.6, 11.6, 65.7, 53.1, 31.8, 23.8, 48.5, 59.8, 76.4, 94.1, 58.6,
+                 29.4, 60.6, 36.6, 68.7, 88.0, 91.0, 90.5, 79.8}
+DEFINITIONS = {1.0, 2.0, 50.0, 93.0, 95.0}
+HYPOTHETICAL = {60.0, 35.0}  # the numbers of a question in "Check your understanding"
+
+
+def _percentages(text: str) -> list[float]:
+    import re
+
+    return [float(m.group(1)) for m in re.finditer(r"(?<![\w.])(\d+(?:\.\d+)?)\s?%", text)]
+
+
+@pytest.mark.parametrize("path", sequence(NOTEBOOKS)[1:8], ids=[p.name for p in sequence(NOTEBOOKS)[1:8]])
+def test_prose_states_no_hand_typed_measurement(path):
+    """Issue 19: every measured percentage a lesson reads out is formatted by code from the output it
+    describes; the static prose holds only the allowed exceptions (the paper's numbers, definitions)."""
+    cells = _markdown(path)
+    questions = "\n".join(c for c in cells if "## Check your understanding" in c)
+    prose = "\n".join(c for c in cells if "## Check your understanding" not in c)
+    typed = [v for v in _percentages(prose) if v not in PAPER_NUMBERS | DEFINITIONS]
+    typed += [v for v in _percentages(questions) if v not in PAPER_NUMBERS | DEFINITIONS | HYPOTHETICAL]
+    assert not typed, f"hand-typed percentages in {path.name}: {typed}"
+
+
+def test_notebook_4_draws_fig_2_and_writes_eq_11():
+    (path,) = [nb for nb in sequence(NOTEBOOKS) if nb.name.startswith("04")]
+    text = "\n".join(_markdown(path))
+    cells = json.loads(path.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert "Fig. 2" in text and "\\tag{Eq. 11}" in text and r"\min_{\theta}" in text
+    assert "plot_computational_graph()" in code
+
+
+@pytest.mark.parametrize("prefix", [nb.name[:2] for nb in sequence(NOTEBOOKS)[1:8]])
+def test_every_accuracy_table_carries_its_error(prefix, quick_runs):
+    """In the executed lessons 01-07, every Markdown table of accuracies carries ± (the paper's own
+    tables and the table of forward/backward passes excepted)."""
+    out = quick_runs / "notebooks"
+    executed = [p for p in out.glob(f"{prefix}_*.ipynb")] or [execute(prefix, quick_runs)]
+    tables = []
+    for cell in json.loads(executed[0].read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            text = "".join(o.get("data", {}).get("text/markdown", ""))
+            if "|---" in text and ("accuracy" in text.lower() or "acc (%)" in text):
+                tables.append(text)
+    assert tables or prefix in ("03",), f"notebook {prefix} shows no accuracy table"
+    for text in tables:
+        if "paper's" in text.split("\n\n")[0] or "passes" in text.split("\n\n")[0].lower():
+            continue
+        assert "±" in text, f"notebook {prefix}: a table without its standard error:\n{text[:400]}"

@@ -405,7 +405,7 @@ def default_reports(quick_profile):
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # ~10 min per model on 2 cores: `make test-heavy`, not in CI (see the README)
 @pytest.mark.parametrize("method", ["natural", "madry", "bilateral", "spatial", "joint"])
 def test_masking_diagnostics_stay_silent_with_the_default_settings(default_reports, method):
     """No check fires on a shipped lesson model with the suite's defaults either (the huge-budget check

@@ -26,7 +26,8 @@ def standard_error(accuracy: float, n: int) -> float:
 
 def paired_difference(a, b, reps: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
     """The difference of two accuracies (%) measured on the same images, a − b, with a paired bootstrap
-    interval: `a` and `b` hold one 0/1 (wrong/right) per image, in the same image order; the images are
+    interval: `a` and `b` hold one 0/1 (wrong/right) per image (or any per-image score, such as a
+    difference of two records), in the same image order; the images are
     resampled with replacement, both records together (so the images both get right or both get
     wrong add no noise). Returns {"difference", "low", "high", "images"}."""
     a = torch.as_tensor(a, dtype=torch.float64).flatten()

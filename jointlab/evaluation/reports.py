@@ -87,16 +87,18 @@ def _cell(accuracy: float, images: int | None) -> str:
 
 
 def markdown_table(rows: dict[str, dict[str, float]], caption: str | None = None,
-                   images: int | None = None) -> str:
+                   images: int | dict[str, int] | None = None) -> str:
     """Rows (model name -> {column: accuracy %}) as a Markdown table in the paper's layout; with
-    `images` (the number each accuracy was measured on) every cell carries its standard error."""
+    `images` (the number each accuracy was measured on, or a dict of it per row: rows it leaves out,
+    such as the paper's, get none) every cell carries its standard error."""
     if not rows:
         raise ValueError("rows must hold at least one model")
+    per_row = images if isinstance(images, dict) else dict.fromkeys(rows, images)
     columns = list(dict.fromkeys(c for r in rows.values() for c in r))
     lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_cell(r[c], images) if c in r else "–" for c in columns)
-                     + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(r[c], per_row.get(name)) if c in r and r[c] == r[c]
+                                                 else "–" for c in columns) + " |")
     return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
 
 
