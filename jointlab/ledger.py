@@ -97,6 +97,10 @@ def _pieces(P, x, y) -> dict[str, Callable[[], dict]]:
     """Every piece of the reference results, by key, as a function computing it."""
     eps = dict(eps_x=P.eps_x, eps_w=P.eps_w, steps=P.attack_steps)
     configs = lesson_configs()
+    suite = attack_suite("quick", **eps)
+
+    def columns(*names):  # the paper's attacks of these columns
+        return {k: v for k, v in suite.items() if k in names}
 
     def shipped(name):  # a lesson model of models/ (trained into the cache when missing)
         return load_or_train(configs[name][0], P.cache, device=P.device, progress=False).model
@@ -112,20 +116,18 @@ def _pieces(P, x, y) -> dict[str, Callable[[], dict]]:
 
     def transfer(source):
         def run():
-            suite = {k: v for k, v in attack_suite("quick", **eps).items()
-                     if k in ("FGSM", f"PGD{P.attack_steps}", "Spatial", "Joint-SP")}
+            table5 = columns("FGSM", f"PGD{P.attack_steps}", "Spatial", "Joint-SP")
             torch.manual_seed(0)
-            got = evaluate_per_image(shipped("joint"), (x, y), suite, source=shipped(source), progress=False)
+            got = evaluate_per_image(shipped("joint"), (x, y), table5, source=shipped(source), progress=False)
             return {"columns": {c: _bits(v) for c, v in got.items()}}
         return run
 
     def scale(method, size):
         def run():
             model = P.model(method, limit=size, progress=False)
-            suite = {k: v for k, v in attack_suite("quick", **eps).items()
-                     if k in ("Pristine", f"PGD{P.attack_steps}", "Spatial", "Joint-SP")}
+            four = columns("Pristine", f"PGD{P.attack_steps}", "Spatial", "Joint-SP")
             torch.manual_seed(0)
-            return {"columns": {c: _bits(v) for c, v in evaluate_per_image(model, (x, y), suite,
+            return {"columns": {c: _bits(v) for c, v in evaluate_per_image(model, (x, y), four,
                                                                              progress=False).items()}}
         return run
 
@@ -145,9 +147,9 @@ def _pieces(P, x, y) -> dict[str, Callable[[], dict]]:
 
     def paper(name):  # the paper's CE columns (the margin-loss ones only where the strong suite runs)
         def run():
-            suite = {k: v for k, v in attack_suite("quick", **eps).items() if not k.endswith("-CW")}
+            ce = columns(*(k for k in suite if not k.endswith("-CW")))
             torch.manual_seed(0)
-            got = evaluate_per_image(shipped(name), (x, y), suite, progress=False)
+            got = evaluate_per_image(shipped(name), (x, y), ce, progress=False)
             return {"columns": {c: _bits(v) for c, v in got.items()}}
         return run
 
@@ -216,9 +218,7 @@ def _records(results: dict, model: str, column: str) -> torch.Tensor:
         if int(size) == results["settings"]["train_images"]:  # the shipped lesson model
             return _records(results, method, column)
         return _column(results, model, column)
-    if model.startswith("transfer/"):
-        return _column(results, model, column)
-    if model.startswith("flow/"):
+    if model.startswith(("transfer/", "flow/")):  # a piece key already
         return _column(results, model, column)
     key = f"strong/{model}" if f"strong/{model}" in results["pieces"] else f"paper/{model}"
     return _column(results, key, column)
