@@ -2,8 +2,11 @@
 in a notebook, a checker here compares it with the reference on random and edge cases, and names
 the first failing case in plain words.
 
-Every learner function is pure: it receives tensors (and, for Alg. 2, a gradient callable made by
-this module), so the notebooks need no autograd.
+The step functions are pure: they receive tensors (and, for Alg. 2, a gradient callable made by
+this module). The loops (PGD, Alg. 1, Alg. 2) take a model and compute their own gradients with
+autograd, through `warp` for the flow: the one new PyTorch skill of the paper. The checkers run
+them on small fixed networks from a zero start (no random start, so the answer is unique) and
+compare with the library's attacks.
 
     ok = check_vector_sign(my_vector_sign)   # True: passed; False: not written yet; raises: wrong
 
@@ -11,9 +14,12 @@ this module), so the notebooks need no autograd.
 |-------------------|------------|-----------------------------------------------------------------|
 | vector_sign       | Eq. 8      | `f(grad) -> unit vectors`                                       |
 | project_flow      | Eq. 6      | `f(flow, eps) -> flow with every vector at most eps long`       |
+| pgd               | Eq. 3      | `f(model, x, y, eps_x, step_x, steps) -> x_adv` (a loop)        |
 | spatial_step      | Alg. 1     | `f(x, flow, grad, eps_w, step_w) -> (new_flow, x_adv)`          |
+| spatial_attack    | Alg. 1     | `f(model, x, y, eps_w, step_w, steps) -> (flow, x_adv)` (a loop) |
 | joint_step        | Alg. 2     | `f(x, flow, delta, grads, eps_x, eps_w, step_x, step_w)`        |
 |                   |            | `-> (flow, delta, x_adv)`                                       |
+| joint_attack      | Alg. 2     | `f(model, x, y, eps_x, eps_w, step_x, step_w, steps) -> x_adv`  |
 | smooth_labels     | Alg. 3     | `f(y, num_classes, delta) -> (N, C) soft labels`                 |
 | random_targets    | Alg. 3     | `f(y, num_classes, generator) -> ŷ ≠ y, uniform over the others` |
 
@@ -26,14 +32,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from . import losses
+from . import attacks, losses
 from .threats import PixelBall, compose, levels_to_unit
 from .warp import project_flow, vector_sign, warp
 
-__all__ = ["ExerciseError", "check_vector_sign", "check_project_flow", "check_spatial_step",
-           "check_joint_step", "check_smooth_labels", "check_random_targets", "SOLUTIONS", "CHECKERS"]
+__all__ = ["ExerciseError", "check_vector_sign", "check_project_flow", "check_pgd", "check_spatial_step",
+           "check_spatial_attack", "check_joint_step", "check_joint_attack", "check_smooth_labels",
+           "check_random_targets", "SOLUTIONS", "CHECKERS"]
 
 _ATOL = 1e-5
 
@@ -68,11 +75,28 @@ def _random_targets(y, num_classes, generator):
     return losses.random_wrong_labels(y, num_classes, generator=generator)
 
 
+# the loops: the library's attacks from a zero start (the learner's loop has no random start)
+def _pgd(model, x, y, eps_x, step_x, steps):
+    return attacks.pgd(model, x, y, eps_x, step_x, steps, random_start=False).x_adv
+
+
+def _spatial_attack(model, x, y, eps_w, step_w, steps):
+    res = attacks.spatial(model, x, y, eps_w, step_w, steps, random_start=False)
+    return res.flow, res.x_adv
+
+
+def _joint_attack(model, x, y, eps_x, eps_w, step_x, step_w, steps):
+    return attacks.joint(model, x, y, eps_x, eps_w, step_x, step_w, steps, random_start=False).x_adv
+
+
 SOLUTIONS: dict[str, Callable] = {
     "vector_sign": vector_sign,
     "project_flow": project_flow,
+    "pgd": _pgd,
     "spatial_step": _spatial_step,
+    "spatial_attack": _spatial_attack,
     "joint_step": _joint_step,
+    "joint_attack": _joint_attack,
     "smooth_labels": losses.smooth_labels,
     "random_targets": _random_targets,
 }
@@ -91,13 +115,27 @@ def _call(name: str, fn: Callable, *args):
         raise ExerciseError(f"{name}: your function raised {type(e).__name__}: {e}") from e
 
 
-def _compare(name: str, case: str, got, expected, atol: float = _ATOL) -> None:
+def _where(index: tuple[int, ...], kind: str) -> str:
+    """A tensor position in the tensor's own coordinates: image, channel (or flow component), row,
+    column for (N, C, H, W) images and (N, 2, H, W) flows; image (and class) for labels."""
+    if len(index) == 4:
+        n, c, i, j = index
+        part = f"component {'uv'[c]} ({'horizontal' if c == 0 else 'vertical'})" if kind == "flow" else \
+            f"channel {c}"
+        return f"image {n}, {part}, row {i}, column {j}"
+    if len(index) == 2:
+        return f"image {index[0]}, class {index[1]}"
+    return f"index {', '.join(map(str, index))}"
+
+
+def _compare(name: str, case: str, got, expected, atol: float = _ATOL, kinds: tuple[str, ...] = ()) -> None:
     got_t = got if isinstance(got, tuple) else (got,)
     exp_t = expected if isinstance(expected, tuple) else (expected,)
     if len(got_t) != len(exp_t):
         raise ExerciseError(f"{name} fails on {case}: return {len(exp_t)} value(s), got {len(got_t)}")
     for i, (g, e) in enumerate(zip(got_t, exp_t, strict=True)):
-        what = f"output {i + 1}" if len(exp_t) > 1 else "the output"
+        kind = kinds[i] if i < len(kinds) else ""
+        what = f"the {kind}" if kind else (f"output {i + 1}" if len(exp_t) > 1 else "the output")
         if not isinstance(g, Tensor):
             raise ExerciseError(f"{name} fails on {case}: {what} must be a tensor, got {type(g).__name__}")
         if g.shape != e.shape:
@@ -106,12 +144,14 @@ def _compare(name: str, case: str, got, expected, atol: float = _ATOL) -> None:
         err = (g.double() - e.double()).abs()
         if not torch.isfinite(err).all() or err.max() > atol:
             k = int(torch.nan_to_num(err, nan=float("inf")).flatten().argmax())
+            index = tuple(int(v) for v in torch.unravel_index(torch.tensor(k), e.shape))
             want, have = e.flatten()[k].item(), g.flatten()[k].item()
-            raise ExerciseError(f"{name} fails on {case}: {what} differs from the reference, e.g. at flat "
-                                f"index {k}: expected {want:.6g}, got {have:.6g}")
+            raise ExerciseError(f"{name} fails on {case}: {what} differs from the reference, e.g. at "
+                                f"{_where(index, kind)}: expected {want:.6g}, got {have:.6g}")
 
 
-def _run(name: str, fn: Callable, cases: list[tuple[str, tuple]], atol: float = _ATOL) -> bool:
+def _run(name: str, fn: Callable, cases: list[tuple[str, tuple]], atol: float = _ATOL,
+         kinds: tuple[str, ...] = ()) -> bool:
     if not callable(fn):
         raise ValueError(f"fn must be your function (a callable); got {type(fn).__name__}")
     ref = SOLUTIONS[name]
@@ -120,7 +160,9 @@ def _run(name: str, fn: Callable, cases: list[tuple[str, tuple]], atol: float = 
         if got is None:
             print(f"{name}: not written yet (it raises NotImplementedError). Write it in the cell above.")
             return False
-        _compare(name, case, got, ref(*args), atol)
+        with torch.no_grad():
+            expected = ref(*args)
+        _compare(name, case, got, expected, atol, kinds)
     print(f"{name}: all {len(cases)} cases pass.")
     return True
 
@@ -150,7 +192,7 @@ def check_vector_sign(fn: Callable[[Tensor], Tensor]) -> bool:
         ("a short vector (1e-6 long: normalize it all the same)", (_vectors((1e-6, -1e-6)),)),
         ("random gradients of shape (3, 2, 5, 5)", (torch.randn((3, 2, 5, 5), generator=_gen(1)),)),
     ]
-    return _run("vector_sign", fn, cases)
+    return _run("vector_sign", fn, cases, kinds=("flow",))
 
 
 def check_project_flow(fn: Callable[[Tensor, float], Tensor]) -> bool:
@@ -164,7 +206,60 @@ def check_project_flow(fn: Callable[[Tensor, float], Tensor]) -> bool:
         ("random flows of shape (2, 2, 5, 5), budget 0.3",
          (torch.randn((2, 2, 5, 5), generator=_gen(2)), 0.3)),
     ]
-    return _run("project_flow", fn, cases)
+    return _run("project_flow", fn, cases, kinds=("flow",))
+
+
+def _toy_model(c: int = 1, h: int = 6, w: int = 6, seed: int = 0) -> nn.Module:
+    """A small fixed network on (N, c, h, w) images in [-1, 1]: a 3x3 convolution, tanh, a linear
+    layer. Its input gradients are dense and never tie at zero, so a correct loop matches the
+    library's to rounding."""
+    with torch.random.fork_rng(devices=[]):  # checking must not move the notebook's random stream
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Conv2d(c, 4, 3, padding=1), nn.Tanh(), nn.Flatten(),
+                              nn.Linear(4 * h * w, 10))
+        with torch.no_grad():  # large weights: tanh bends, so the gradient changes from point to point
+            model[0].weight.mul_(6.0)
+    return model.eval().requires_grad_(False)
+
+
+def _loop_cases(kind: str, seed: int) -> list[tuple[str, tuple]]:
+    """The cases of a loop exercise: (description, (model, x, y)); the budgets are added per exercise."""
+    model = _toy_model(seed=seed)
+    x = _images(n=3, seed=seed + 1) * 0.8  # away from the box: only the saturated case tests [-1, 1]
+    saturated = x.clone()
+    saturated[:, :, ::2, ::2] = 1.0  # white dots: x̄ may not exceed 1; a warp mixes darker neighbours in
+    y = torch.tensor([1, 4, 7])
+    return [(kind, (model, x, y)), ("saturated", (model, saturated, y))]
+
+
+def check_pgd(fn: Callable) -> bool:
+    """Eq. 3, the loop: from x̄ = x, `steps` times x̄ ← P(x̄ + β · sign(∇_x L)), P the ℓ∞ ball ∩ [-1, 1]."""
+    (_, (m, x, y)), (_, (_, xs, _)) = _loop_cases("random", 20)
+    cases = [
+        ("one step of the full budget (FGSM: step_x = eps_x = 8 levels)", (m, x, y, 8.0, 8.0, 1)),
+        ("10 steps of 2 levels in an 8-level ball (project back onto the ball after every step; the "
+         "budgets are in 0-255 levels: 8 levels are levels_to_unit(8) = 16/255 in [-1, 1])",
+         (m, x, y, 8.0, 2.0, 10)),
+        ("saturated pixels (x̄ must stay in [-1, 1])", (m, xs, y, 8.0, 2.0, 5)),
+        ("a zero budget (the images must come back unchanged)", (m, x, y, 0.0, 2.0, 3)),
+    ]
+    return _run("pgd", fn, cases, kinds=("adversarial image",))
+
+
+def check_spatial_attack(fn: Callable) -> bool:
+    """Alg. 1, the loop: from ω = 0, `steps` times the gradient of L(f(T(x, ω)), y) with respect to ω
+    (autograd through `warp`), a vector-sign step, the projection; returns (ω, T(x, ω))."""
+    (_, (m, x, y)), _ = _loop_cases("random", 30)
+    cases = [
+        ("one step (ω moves from 0 by step_w along the vector sign of a gradient taken through the warp)",
+         (m, x, y, 0.3, 0.15, 1)),
+        ("10 steps (a fresh gradient at the current ω every step; warp the ORIGINAL x with the "
+         "accumulated flow, not the last warped image)", (m, x, y, 0.3, 0.15, 10)),
+        ("steps longer than the budget (project every vector back to length ε_ω, do not clip "
+         "each coordinate)", (m, x, y, 0.2, 0.3, 4)),
+        ("a zero budget (the images must come back unchanged)", (m, x, y, 0.0, 0.15, 3)),
+    ]
+    return _run("spatial_attack", fn, cases, kinds=("flow", "adversarial image"))
 
 
 def check_spatial_step(fn: Callable) -> bool:
@@ -180,7 +275,7 @@ def check_spatial_step(fn: Callable) -> bool:
         ("a step that leaves the budget (project after the step)", (x, flow, grad, 0.2, 0.5)),
         ("a zero budget (the image must come back unchanged)", (x, flow * 0, grad, 0.0, 0.15)),
     ]
-    return _run("spatial_step", fn, cases)
+    return _run("spatial_step", fn, cases, kinds=("flow", "adversarial image"))
 
 
 def _toy_grads(x: Tensor, y: Tensor, seed: int) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
@@ -221,7 +316,23 @@ def check_joint_step(fn: Callable) -> bool:
         ("a zero flow budget (a pixel attack only)",
          (x, zeros, torch.zeros_like(x), _toy_grads(x, y, 12), 8.0, 0.0, 2.0, 0.15)),
     ]
-    return _run("joint_step", fn, cases)
+    return _run("joint_step", fn, cases, kinds=("flow", "δ", "adversarial image"))
+
+
+def check_joint_attack(fn: Callable) -> bool:
+    """Alg. 2, the loop (SP order): from ω = 0, δ = 0, each step a flow pass (∇_ω L, vector sign,
+    projection), δ re-centred on the new T(x, ω), then a pixel pass with a fresh ∇_δ L at the new ω."""
+    (_, (m, x, y)), (_, (_, xs, _)) = _loop_cases("random", 40)
+    cases = [
+        ("one step (two passes: ω first, then δ from a second gradient taken at the new ω)",
+         (m, x, y, 8.0, 0.3, 2.0, 0.15, 1)),
+        ("10 steps (x̄ = T(x, ω) + δ with T applied to the ORIGINAL x; δ's ball re-centred on T(x, ω) "
+         "after every flow move)", (m, x, y, 8.0, 0.3, 2.0, 0.15, 10)),
+        ("saturated pixels (x̄ = T(x, ω) + δ must stay in [-1, 1]: δ's box is taken around the warped "
+         "T(x, ω), not around x)", (m, xs, y, 8.0, 0.3, 4.0, 0.15, 5)),
+        ("a zero flow budget (a pixel attack only: PGD)", (m, x, y, 8.0, 0.0, 2.0, 0.15, 5)),
+    ]
+    return _run("joint_attack", fn, cases, kinds=("adversarial image",))
 
 
 def check_smooth_labels(fn: Callable[[Tensor, int, float], Tensor]) -> bool:
@@ -232,7 +343,7 @@ def check_smooth_labels(fn: Callable[[Tensor, int, float], Tensor]) -> bool:
         ("a batch of random labels, 10 classes, δ = 0.3",
          (torch.randint(0, 10, (16,), generator=_gen(13)), 10, 0.3)),
     ]
-    return _run("smooth_labels", fn, cases, atol=1e-6)
+    return _run("smooth_labels", fn, cases, atol=1e-6, kinds=("soft labels",))
 
 
 def check_random_targets(fn: Callable[[Tensor, int, torch.Generator], Tensor]) -> bool:
@@ -271,6 +382,7 @@ def check_random_targets(fn: Callable[[Tensor, int, torch.Generator], Tensor]) -
     return True
 
 
-CHECKERS = {"vector_sign": check_vector_sign, "project_flow": check_project_flow,
-            "spatial_step": check_spatial_step, "joint_step": check_joint_step,
+CHECKERS = {"vector_sign": check_vector_sign, "project_flow": check_project_flow, "pgd": check_pgd,
+            "spatial_step": check_spatial_step, "spatial_attack": check_spatial_attack,
+            "joint_step": check_joint_step, "joint_attack": check_joint_attack,
             "smooth_labels": check_smooth_labels, "random_targets": check_random_targets}

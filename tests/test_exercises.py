@@ -96,3 +96,92 @@ def test_a_crash_names_the_exercise_and_a_non_callable_is_refused():
     _rejects(ex.check_vector_sign, lambda g: g.reshape(-1, 3), "vector_sign: your function raised")
     with pytest.raises(ValueError, match="fn must be your function"):
         ex.check_vector_sign("vector_sign")
+
+
+# ---- the loops the learner writes with autograd (01: PGD, 03: Alg. 1, 04: Alg. 2)
+
+def _grad(loss_of, *tensors):
+    tensors = [t.detach().requires_grad_(True) for t in tensors]
+    return torch.autograd.grad(loss_of(*tensors), tensors)
+
+
+def _pgd(model, x, y, eps_x, step_x, steps, *, project=True, box=True, units=True):
+    eps, alpha = (levels_to_unit(eps_x), levels_to_unit(step_x)) if units else (eps_x, step_x)
+    x_adv = x.clone()
+    for _ in range(steps):
+        (g,) = _grad(lambda v: torch.nn.functional.cross_entropy(model(v), y), x_adv)
+        x_adv = x_adv + alpha * g.sign()
+        if project:
+            x_adv = x + (x_adv - x).clamp(-eps, eps)
+        if box:
+            x_adv = x_adv.clamp(-1, 1)
+    return x_adv
+
+
+def test_a_learners_pgd_loop_passes_and_the_typical_mistakes_fail():
+    assert ex.check_pgd(_pgd)
+    _rejects(ex.check_pgd, lambda *a: _pgd(*a, project=False), "10 steps of 2 levels")
+    _rejects(ex.check_pgd, lambda *a: _pgd(*a, box=False), "saturated pixels")
+    _rejects(ex.check_pgd, lambda *a: _pgd(*a, units=False), "FGSM")  # 8 read as 8 in [-1, 1]
+
+
+def _spatial(model, x, y, eps_w, step_w, steps, *, rule="vector", warped=False, stale=False, clip=False):
+    flow, image = torch.zeros(len(x), 2, *x.shape[2:]), x
+
+    def loss(f, source):
+        return torch.nn.functional.cross_entropy(model(warp(source, f)), y)
+
+    for k in range(steps):
+        if not (stale and k):  # stale: the gradient of the first step, reused
+            source, start = (image, torch.zeros_like(flow)) if warped else (x, flow)
+            (g,) = _grad(lambda f, s=source: loss(f, s), start)
+        move = step_w * (vector_sign(g) if rule == "vector" else g.sign())
+        if warped:  # warps the warped image by the step each time (blurs it)
+            image = warp(image, move)
+            flow = flow + move
+        else:
+            flow = flow + move
+        flow = flow.clamp(-eps_w, eps_w) if clip else project_flow(flow, eps_w)
+    return flow, image if warped else warp(x, flow)
+
+
+def test_a_learners_spatial_loop_passes_and_the_typical_mistakes_fail():
+    assert ex.check_spatial_attack(_spatial)
+    _rejects(ex.check_spatial_attack, lambda *a: _spatial(*a, rule="plain"), "one step")
+    _rejects(ex.check_spatial_attack, lambda *a: _spatial(*a, warped=True), "10 steps")
+    _rejects(ex.check_spatial_attack, lambda *a: _spatial(*a, stale=True), "a fresh gradient")
+    _rejects(ex.check_spatial_attack, lambda *a: _spatial(*a, clip=True), "10 steps|do not clip")
+
+
+def _joint(model, x, y, eps_x, eps_w, step_x, step_w, steps, *, recentre=True, passes=2):
+    # recentre=False: δ's box is kept around the original x instead of the warped T(x, ω)
+    flow, delta = torch.zeros(len(x), 2, *x.shape[2:]), torch.zeros_like(x)
+    eps, beta = levels_to_unit(eps_x), levels_to_unit(step_x)
+
+    def loss(f, d):
+        return torch.nn.functional.cross_entropy(model(warp(x, f) + d), y)
+
+    for _ in range(steps):
+        g_flow, g_delta = _grad(loss, flow, delta)
+        flow = project_flow(flow + step_w * vector_sign(g_flow), eps_w)
+        base = warp(x, flow) if recentre else x
+        delta = (base + delta).clamp(-1, 1) - base
+        if passes == 2:
+            _, g_delta = _grad(loss, flow, delta)
+        delta = (delta + beta * g_delta.sign()).clamp(-eps, eps)
+        delta = (base + delta).clamp(-1, 1) - base
+    return warp(x, flow) + delta
+
+
+def test_a_learners_double_pass_loop_passes_and_the_typical_mistakes_fail():
+    assert ex.check_joint_attack(_joint)
+    _rejects(ex.check_joint_attack, lambda *a: _joint(*a, passes=1), "second gradient")
+    _rejects(ex.check_joint_attack, lambda *a: _joint(*a, recentre=False), "saturated pixels")
+
+
+def test_failure_messages_name_image_channel_row_and_column():
+    wrong = ex.SOLUTIONS["pgd"]
+    with pytest.raises(ex.ExerciseError, match=r"image \d, channel 0, row \d, column \d"):
+        ex.check_pgd(lambda m, x, y, e, s, k: wrong(m, x, y, e, s, k) + (0.1 if k == 1 else 0.0))
+    with pytest.raises(ex.ExerciseError, match=r"the flow differs .* image \d, component [uv]"):
+        ex.check_project_flow(lambda f, eps: f * 0.5)
