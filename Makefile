@@ -16,7 +16,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
-	@echo "make test   lint (ruff) + unit, notebook and browser tests (pytest), ~11 min on 2 CPU cores"
+	@echo "make test   lint (ruff) + unit, notebook (nbval, cell by cell) and browser tests (pytest), ~13 min on 2 CPU cores"
 	@echo "make test-slow  the AutoAttack cross-check (torchattacks, ~2 min); CI runs it after make test"
 	@echo "make test-heavy the strong suite's default settings on 200 images per lesson model (~50 min; not in CI)"
 	@echo "make models retrain and re-measure the shipped lesson models in models/ (~30 min on 2 CPU cores)"
@@ -96,4 +96,4 @@ tensorboard: venv
 	$(BIN)/tensorboard --logdir $(or $(JOINTLAB_RUNS),runs)/cache
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) runs tests/notebooks .pytest_cache .hypothesis

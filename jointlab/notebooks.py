@@ -22,13 +22,30 @@ from pathlib import Path
 
 from .profiles import PROFILES, repo_root, runs_dir
 
-__all__ = ["sequence", "run", "main"]
+__all__ = ["sequence", "run", "prepare", "main"]
 
 
 def sequence(folder: Path | None = None) -> list[Path]:
     """The numbered notebooks, in order (helpers such as run_experiment.ipynb are not part of it)."""
     folder = folder or repo_root() / "notebooks"
     return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _selected(only: list[str] | None) -> list[Path]:
+    notebooks = [nb for nb in sequence() if not only or any(nb.name.startswith(o) for o in only)]
+    if not notebooks:
+        raise ValueError(f"no notebook matches {only}; the sequence is {[nb.name for nb in sequence()]}")
+    return notebooks
+
+
+def _parameters(profile: str, out: Path, parameters: dict | None, cache: str | Path | None) -> dict:
+    # solutions=True: the exercise cells run the library's reference, so CI checks the checkers;
+    # progress=False: no frozen progress bars or epoch logs in the executed notebooks
+    params = {"profile": profile, "out_dir": str(out.resolve()), "solutions": True,
+              "progress": False} | (parameters or {})
+    if cache:
+        params["cache_dir"] = str(Path(cache).resolve())
+    return params
 
 
 def run(only: list[str] | None = None, profile: str = "quick", out: str | Path | None = None,
@@ -38,15 +55,8 @@ def run(only: list[str] | None = None, profile: str = "quick", out: str | Path |
 
     out = Path(out) if out else runs_dir() / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
-    notebooks = [nb for nb in sequence() if not only or any(nb.name.startswith(o) for o in only)]
-    if not notebooks:
-        raise ValueError(f"no notebook matches {only}; the sequence is {[nb.name for nb in sequence()]}")
-    # solutions=True: the exercise cells run the library's reference, so CI checks the checkers;
-    # progress=False: no frozen progress bars or epoch logs in the executed notebooks
-    params = {"profile": profile, "out_dir": str(out.resolve()), "solutions": True,
-              "progress": False} | (parameters or {})
-    if cache:
-        params["cache_dir"] = str(Path(cache).resolve())
+    notebooks = _selected(only)
+    params = _parameters(profile, out, parameters, cache)
     timings = []
     for nb in notebooks:
         print(f"running {nb.name} ...", flush=True)
@@ -60,6 +70,37 @@ def run(only: list[str] | None = None, profile: str = "quick", out: str | Path |
     for t in timings:
         print(f"  {t['notebook']:34s} {t['seconds']:7.1f} s")
     return timings
+
+
+def prepare(folder: str | Path, only: list[str] | None = None, profile: str = "quick",
+            out: str | Path | None = None, parameters: dict | None = None, cache: str | Path | None = None,
+            per_notebook: dict[str, dict] | None = None, expected_outputs: bool = False) -> list[Path]:
+    """Write the sequence into `folder` with the parameters injected and nothing executed (papermill's
+    prepare-only), for `pytest --nbval-lax folder`: each cell becomes a test item. `per_notebook` maps
+    a name prefix to extra parameters; `expected_outputs=True` stores, in every cell tagged
+    `nbval-check-output`, the output its metadata `jointlab.expect` names, so that nbval checks it."""
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = Path(out) if out else runs_dir() / "notebooks"
+    written = []
+    for nb in _selected(only):
+        extra = next((v for k, v in (per_notebook or {}).items() if nb.name.startswith(k)), {})
+        params = _parameters(profile, out, parameters, cache) | extra
+        book = parameterize_notebook(load_notebook_node(str(nb)), params, kernel_name="python3")
+        for i, cell in enumerate(book.cells):
+            cell.setdefault("id", f"injected-{i}")  # papermill's parameters cell comes without one
+            expect = cell.metadata.get("jointlab", {}).get("expect")
+            checked = "nbval-check-output" in cell.metadata.get("tags", [])
+            if expected_outputs and expect is not None and checked:
+                cell.execution_count = 1
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=expect)]
+        nbformat.write(book, folder / nb.name)
+        written.append(folder / nb.name)
+    return written
 
 
 def _value(text: str):

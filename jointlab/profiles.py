@@ -97,10 +97,10 @@ class Profile:
         x, y = load_dataset(self.dataset, "test", limit=self.test_limit, seed=self.seed + 1).batch(n)
         return x.to(self.device), y.to(self.device)
 
-    def savefig(self, fig, name: str) -> Path:
-        path = self.figures / name
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        return path
+    def savefig(self, fig, name: str) -> None:
+        """Save a figure as PNG under the figures folder (returns nothing, so that a notebook cell
+        ending with it shows no path, under Jupyter's trailing `;` rule or without it)."""
+        fig.savefig(self.figures / name, dpi=120, bbox_inches="tight")
 
 
 PROFILES = {

@@ -83,12 +83,19 @@ def measured_text(kind: str, v: dict, with_budgets: bool = False) -> str:
     return ", ".join(parts)
 
 
-def figure_png(fig, dpi: int = 100) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it (widgets show bytes, not figures)."""
+def figure_png(fig, dpi: int = 100, colors: int | None = None) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it (widgets show bytes, not figures).
+    `colors`: store a palette of that many colours instead of full RGBA (a third of the bytes)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    return buf.getvalue()
+    if colors is None:
+        return buf.getvalue()
+    from PIL import Image
+
+    small = io.BytesIO()
+    Image.open(buf).convert("RGB").quantize(colors=colors).save(small, format="PNG", optimize=True)
+    return small.getvalue()
 
 
 def error_html(exc: BaseException) -> str:
@@ -289,12 +296,17 @@ class AttackPanel:
                 out[name] = sorted(values)
         return out
 
-    def static_html(self, n: int = 6, dpi: int = 72) -> str:
+    def static_html(self, n: int | None = None, dpi: int | None = None) -> str:
         """A self-contained HTML/JS copy of the panel (no kernel, no network): range sliders over
         `n` precomputed budgets each, swapping the picture (attacked images, flow colours) and the
         numbers. With two sliders (joint kinds) the positions form a cross through the panel's
         budgets: moving one slider puts the other back at its budget (n_x + n_ω − 1 attacks, not
-        n_x·n_ω). Elements carry `jl-static-*` classes for tests."""
+        n_x·n_ω). Elements carry `jl-static-*` classes for tests. Defaults keep a panel under 300 KB
+        in the executed notebook: 6 positions at 72 dpi with one slider, 4 at 60 dpi with two, and
+        32-colour PNG frames."""
+        two = sum(self.uses.values()) > 1
+        n = n if n is not None else (4 if two else 6)
+        dpi = dpi if dpi is not None else (60 if two else 72)
         positions = self.static_positions(n)
         start = {name: values.index(round(self.eps[name], 6)) for name, values in positions.items()}
         frames = {}
@@ -306,7 +318,7 @@ class AttackPanel:
                     continue
                 budgets = {k: positions[k][index[k]] for k in positions}
                 v = self.view(budgets.get("eps_x", 0.0), budgets.get("eps_w", 0.0))
-                png = figure_png(self.figure(v["eps_x"], v["eps_w"]), dpi)
+                png = figure_png(self.figure(v["eps_x"], v["eps_w"]), dpi, colors=32)
                 frames[key] = {"src": "data:image/png;base64," + base64.b64encode(png).decode(),
                                "text": self.summary(v)}
         uid = f"jl-static-{uuid.uuid4().hex[:12]}"

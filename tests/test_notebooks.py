@@ -1,11 +1,14 @@
 """The notebook sequence: stored clean, and every notebook executes top to bottom in the quick
-profile (each asserts its own sanity, so a broken library fails here). Models come from the shipped
-lesson models (models/), copied once into a cache the notebooks share."""
+profile, cell by cell through nbval (tests/conftest.py; each notebook asserts its own sanity, so a
+broken library fails there); here the lessons' structure and the executed outputs. Models come from
+the shipped lesson models (models/), copied once into a cache the notebooks share."""
 
 import json
 from pathlib import Path
 
+import conftest
 import pytest
+from conftest import NOTEBOOK_RUNS, PER_NOTEBOOK, TEST_PARAMETERS
 
 from jointlab.notebooks import run, sequence
 
@@ -26,35 +29,43 @@ def test_notebook_is_stored_clean(path):
     assert not any(c.get("outputs") or c.get("execution_count") for c in code), "strip the outputs"
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1 and "profile = " in "".join(tagged[0]["source"])
-    source = "".join("".join(c["source"]) for c in code)
-    # narrative, parameters, calls and plots: the algorithms live in jointlab
+    assert len({c["id"] for c in nb["cells"]}) == len(nb["cells"]), "every cell needs an id of its own"
+    # narrative, parameters, calls and plots: the algorithms live in jointlab (autograd is the learner's
+    # own in the exercise cells only)
+    lesson = "".join("".join(c["source"]) for c in code if "exercise" not in c["metadata"].get("tags", []))
     for forbidden in ("autograd.grad", "class ", ".backward(", "grid_sample"):
-        assert forbidden not in source, forbidden
+        assert forbidden not in lesson, forbidden
+    source = "".join("".join(c["source"]) for c in code)
     assert "assert " in source, "each notebook checks its own sanity"
 
 
-# `make demo` runs the quick profile as the lessons read it (64 test images; notebook 06 on all five
-# models, its worst case on 48 images; notebook 07 on two). Here the same cells run on 32 of those
-# images, notebook 06 on the two models its Table 5 needs (natural, joint) with its worst case on 16,
-# and notebook 07 on one, to keep `make test` within 15 minutes on 2 cores: every line and every
-# sanity check still executes.
-TEST_PARAMETERS = {"test_limit": 32}
-FEWER_MODELS = {"06": {"methods": ["natural", "joint"], "strong_images": 16}, "07": {"methods": ["natural"]}}
-
-
-def execute(prefix: str, runs: Path) -> Path:
-    """Run one notebook of the sequence with the test parameters into runs/notebooks."""
+def executed(prefix: str, runs: Path) -> Path:
+    """The executed copy of one notebook: nbval's run of this session (conftest.py writes it to
+    NOTEBOOK_RUNS), else a papermill run of it with the same test parameters (a test run alone)."""
+    done = sorted(NOTEBOOK_RUNS.glob(f"{prefix}_*.ipynb")) if conftest.PREPARED else []
+    if done:
+        return done[0]
     out = runs / "notebooks"
-    timings = run([prefix], "quick", out, cache=runs / "cache",
-                  parameters=TEST_PARAMETERS | FEWER_MODELS.get(prefix, {}))
+    extra = next((v for k, v in PER_NOTEBOOK.items() if prefix.startswith(k)), {})
+    timings = run([prefix], "quick", out, cache=runs / "cache", parameters=TEST_PARAMETERS | extra)
     return out / timings[0]["notebook"]
 
 
-@pytest.mark.parametrize("prefix", [nb.name[:2] for nb in sequence(NOTEBOOKS)])
-def test_notebook_executes_in_the_quick_profile(prefix, quick_runs):
-    executed = json.loads(execute(prefix, quick_runs).read_text())
-    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
+def test_the_notebooks_run_through_nbval():
+    """Issue 19: `make test` executes the sequence through nbval, each cell an item of its own (the
+    cells run first, conftest.pytest_collection_modifyitems), into executed copies with outputs."""
+    copies = conftest.PREPARED
+    if not copies:
+        pytest.skip("the notebooks were not collected in this session (run `pytest` or `pytest tests`)")
+    assert [c.name for c in copies] == [nb.name for nb in sequence(NOTEBOOKS)]
+    for copy in copies:
+        cells = json.loads(copy.read_text())["cells"]
+        injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert len(injected) == 1 and "test_limit = 32" in "".join(injected[0]["source"])
+        ran = NOTEBOOK_RUNS / copy.name
+        assert ran.is_file(), f"{copy.name} was prepared but not executed"
+        code = [c for c in json.loads(ran.read_text())["cells"] if c["cell_type"] == "code"]
+        assert all(c["execution_count"] for c in code), f"{copy.name}: a cell did not run"
 
 
 def _markdown(path) -> list[str]:
@@ -78,8 +89,9 @@ def test_notebook_teaches_a_lesson(path):
     assert questions[1].count("</details>") == answers
 
 
-EXERCISES = {"02": ("vector_sign", "project_flow"), "03": ("spatial_step",), "04": ("joint_step",),
-             "05": ("smooth_labels", "random_targets")}
+EXERCISES = {"01": ("pgd",), "02": ("vector_sign", "project_flow"), "03": ("spatial_step", "spatial_attack"),
+             "04": ("joint_step", "joint_attack"), "05": ("smooth_labels", "random_targets")}
+LOOPS = {"01": "pgd", "03": "spatial_attack", "04": "joint_attack"}  # the learner computes the gradients
 
 
 @pytest.mark.parametrize("prefix", sorted(EXERCISES))
@@ -93,6 +105,18 @@ def test_exercise_notebooks_carry_the_stub_and_the_checker(prefix):
     assert "raise NotImplementedError" in source
     for name in EXERCISES[prefix]:
         assert f"check_{name}(" in source, name
+    # the checker's verdict is checked by nbval (tests/conftest.py injects it as the expected output)
+    checked = [c for c in nb["cells"] if "nbval-check-output" in c["metadata"].get("tags", [])]
+    expected = "".join(c["metadata"]["jointlab"]["expect"] for c in checked)
+    for name in EXERCISES[prefix]:
+        assert f"{name}: " in expected and f"check_{name}(" in "".join("".join(c["source"]) for c in checked)
+    # hints are folded away in the prose, not spelled out in the stub
+    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "<details><summary>Hint" in text
+    stubs = [line for c in code for line in c.splitlines() if "YOUR CODE HERE" in line]
+    assert all(line.strip() == "# YOUR CODE HERE" for line in stubs), stubs
+    if prefix in LOOPS:  # a loop the learner writes with autograd, whose hint shows how
+        assert "torch.autograd.grad" in text and f"SOLUTIONS[\"{LOOPS[prefix]}\"]" in source
 
 
 # Percentages a lesson's prose may state without computing them: the paper's own numbers (its tables
@@ -136,10 +160,8 @@ def test_notebook_4_draws_fig_2_and_writes_eq_11():
 def test_every_accuracy_table_carries_its_error(prefix, quick_runs):
     """In the executed lessons 01-07, every Markdown table of accuracies carries ± (the paper's own
     tables and the table of forward/backward passes excepted)."""
-    out = quick_runs / "notebooks"
-    executed = [p for p in out.glob(f"{prefix}_*.ipynb")] or [execute(prefix, quick_runs)]
     tables = []
-    for cell in json.loads(executed[0].read_text())["cells"]:
+    for cell in json.loads(executed(prefix, quick_runs).read_text())["cells"]:
         for o in cell.get("outputs", []):
             text = "".join(o.get("data", {}).get("text/markdown", ""))
             if "|---" in text and ("accuracy" in text.lower() or "acc (%)" in text):
@@ -149,3 +171,32 @@ def test_every_accuracy_table_carries_its_error(prefix, quick_runs):
         if "paper's" in text.split("\n\n")[0] or "passes" in text.split("\n\n")[0].lower():
             continue
         assert "±" in text, f"notebook {prefix}: a table without its standard error:\n{text[:400]}"
+
+
+RAW_REPRS = ("DatasetSpec(", "PosixPath(", "<jointlab.", " object at 0x", "Profile(")
+ABSOLUTE = ("/work/", "/tmp/", "/home/", "/root/", "/usr/", "site-packages")
+
+
+def _output_texts(output: dict) -> list[str]:
+    data = output.get("data", {})
+    texts = [output.get("text", ""), data.get("text/plain", ""), data.get("text/markdown", "")]
+    return ["".join(t) if isinstance(t, list) else t for t in texts]
+
+
+@pytest.mark.parametrize("prefix", [nb.name[:2] for nb in sequence(NOTEBOOKS)])
+def test_executed_outputs_are_clean(prefix, quick_runs):
+    """Issue 19: no kernel warnings or stderr, no progress widgets, no absolute paths and no raw reprs in
+    what a learner reads, and every static slider panel (the book's kernel-free copy) under 300 KB."""
+    for i, cell in enumerate(json.loads(executed(prefix, quick_runs).read_text())["cells"]):
+        for output in cell.get("outputs", []):
+            where = f"notebook {prefix}, cell {i}"
+            stderr = "".join(output.get("text", "")) if output.get("name") == "stderr" else ""
+            assert not stderr, f"{where}: stderr output {stderr[:300]}"
+            for text in _output_texts(output):
+                assert "FloatProgress" not in text and "it/s]" not in text, f"{where}: a progress bar"
+                for bad in RAW_REPRS + ABSOLUTE:
+                    assert bad not in text, f"{where}: {bad!r} in {text[:300]!r}"
+            html = "".join(output.get("data", {}).get("text/html", ""))
+            if "jl-static-panel" in html:
+                size = len(html.encode())
+                assert size <= 300_000, f"{where}: a static slider panel of {size // 1000} KB"

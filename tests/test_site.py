@@ -1,17 +1,18 @@
-"""The book (`make book`): built from the notebooks that tests/test_notebooks.py executed into the
-session's runs folder (that file runs first; run alone, this one executes the missing notebooks),
+"""The book (`make book`): built from the notebooks that nbval executed in this session (conftest.py;
+run alone, this file executes them with papermill),
 then opened from disk (file://) in headless Chromium: no console errors and no network requests,
 math rendered, links resolve, and the precomputed slider panels swap picture and numbers."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 from test_browser import browser  # noqa: F401  (the Chromium fixture, skipped only without Chromium)
-from test_notebooks import execute
+from test_notebooks import executed
 
 from jointlab.book import build
 from jointlab.notebooks import sequence
@@ -21,11 +22,10 @@ SLIDER_PAGES = ["01_pixel_attacks", "03_spatial_attack", "04_joint_attack"]
 
 @pytest.fixture(scope="module")
 def site(quick_runs, tmp_path_factory) -> Path:
-    executed = quick_runs / "notebooks"
-    missing = [nb.name[:2] for nb in sequence() if not (executed / nb.name).exists()]
-    for prefix in missing:
-        execute(prefix, quick_runs)
-    return build(executed, tmp_path_factory.mktemp("book")).parent
+    folder = tmp_path_factory.mktemp("executed")
+    for nb in sequence():
+        shutil.copy(executed(nb.name[:2], quick_runs), folder / nb.name)
+    return build(folder, tmp_path_factory.mktemp("book")).parent
 
 
 def test_book_has_every_page(site):
