@@ -302,11 +302,11 @@ class AttackPanel:
         numbers. With two sliders (joint kinds) the positions form a cross through the panel's
         budgets: moving one slider puts the other back at its budget (n_x + n_ω − 1 attacks, not
         n_x·n_ω). Elements carry `jl-static-*` classes for tests. Defaults keep a panel under 300 KB
-        in the executed notebook: 6 positions at 72 dpi with one slider, 4 at 60 dpi with two, and
+        in the executed notebook: 6 positions at 72 dpi with one slider, 4 at 54 dpi with two, and
         32-colour PNG frames."""
         two = sum(self.uses.values()) > 1
         n = n if n is not None else (4 if two else 6)
-        dpi = dpi if dpi is not None else (60 if two else 72)
+        dpi = dpi if dpi is not None else (54 if two else 72)
         positions = self.static_positions(n)
         start = {name: values.index(round(self.eps[name], 6)) for name, values in positions.items()}
         frames = {}
