@@ -222,19 +222,18 @@ def _toy_model(c: int = 1, h: int = 6, w: int = 6, seed: int = 0) -> nn.Module:
     return model.eval().requires_grad_(False)
 
 
-def _loop_cases(kind: str, seed: int) -> list[tuple[str, tuple]]:
-    """The cases of a loop exercise: (description, (model, x, y)); the budgets are added per exercise."""
+def _loop_inputs(seed: int) -> tuple[nn.Module, Tensor, Tensor, Tensor]:
+    """A loop exercise's model, images, saturated images and labels (each checker adds its budgets)."""
     model = _toy_model(seed=seed)
     x = _images(n=3, seed=seed + 1) * 0.8  # away from the box: only the saturated case tests [-1, 1]
     saturated = x.clone()
     saturated[:, :, ::2, ::2] = 1.0  # white dots: x̄ may not exceed 1; a warp mixes darker neighbours in
-    y = torch.tensor([1, 4, 7])
-    return [(kind, (model, x, y)), ("saturated", (model, saturated, y))]
+    return model, x, saturated, torch.tensor([1, 4, 7])
 
 
 def check_pgd(fn: Callable) -> bool:
     """Eq. 3, the loop: from x̄ = x, `steps` times x̄ ← P(x̄ + β · sign(∇_x L)), P the ℓ∞ ball ∩ [-1, 1]."""
-    (_, (m, x, y)), (_, (_, xs, _)) = _loop_cases("random", 20)
+    m, x, xs, y = _loop_inputs(20)
     cases = [
         ("one step of the full budget (FGSM: step_x = eps_x = 8 levels)", (m, x, y, 8.0, 8.0, 1)),
         ("10 steps of 2 levels in an 8-level ball (project back onto the ball after every step; the "
@@ -249,7 +248,7 @@ def check_pgd(fn: Callable) -> bool:
 def check_spatial_attack(fn: Callable) -> bool:
     """Alg. 1, the loop: from ω = 0, `steps` times the gradient of L(f(T(x, ω)), y) with respect to ω
     (autograd through `warp`), a vector-sign step, the projection; returns (ω, T(x, ω))."""
-    (_, (m, x, y)), _ = _loop_cases("random", 30)
+    m, x, _, y = _loop_inputs(30)
     cases = [
         ("one step (ω moves from 0 by step_w along the vector sign of a gradient taken through the warp)",
          (m, x, y, 0.3, 0.15, 1)),
@@ -322,7 +321,7 @@ def check_joint_step(fn: Callable) -> bool:
 def check_joint_attack(fn: Callable) -> bool:
     """Alg. 2, the loop (SP order): from ω = 0, δ = 0, each step a flow pass (∇_ω L, vector sign,
     projection), δ re-centred on the new T(x, ω), then a pixel pass with a fresh ∇_δ L at the new ω."""
-    (_, (m, x, y)), (_, (_, xs, _)) = _loop_cases("random", 40)
+    m, x, xs, y = _loop_inputs(40)
     cases = [
         ("one step (two passes: ω first, then δ from a second gradient taken at the new ω)",
          (m, x, y, 8.0, 0.3, 2.0, 0.15, 1)),
