@@ -114,26 +114,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper: Pristine, FGSM, PGD20, PGD100, Spatial, Joint SP/PS, CW columns; "
                         "quick: without PGD100; strong: the paper's columns, then the per-image worst case "
                         "over PGD and APGD (CE, DLR, targeted) for each threat model, and their union")
-    e.add_argument("--apgd-steps", type=_positive_int, default=100,
-                   help="strong suite: APGD iterations (100)")
-    e.add_argument("--top-k", type=_positive_int, default=9, help="strong suite: APGD-T target classes (9)")
-    e.add_argument("--restarts", type=_positive_int, default=1, help="strong suite: runs of APGD-CE/DLR (1)")
-    e.add_argument("--queries", type=int, default=300,
-                   help="strong suite: forward passes per image of each gradient-free member (Square, the "
-                        "flow search; 300; 0: none)")
-    e.add_argument("--base-suite", choices=("paper", "quick"), default="paper",
-                   help="strong suite: the paper's columns it starts from (quick: without PGD100)")
-    e.add_argument("--no-diagnostics", action="store_true",
-                   help="strong suite: skip the gradient-masking diagnostics' extra attacks")
-    e.add_argument("--state", help="strong suite: a state file written after every batch; a killed run "
-                                   "started again with the same arguments continues where it stopped "
-                                   "(default: OUT.state.json with --out)")
-    e.add_argument("--save-adversarial", metavar="PATH",
-                   help="strong suite: each image's first adversarial example found (x_adv, delta, flow, "
-                        "which attack) in one .pt file")
+    strong = e.add_argument_group("strong suite (--suite strong)")
+    for flag, kind, default, text in (
+            ("--apgd-steps", _positive_int, 100, "APGD iterations"),
+            ("--top-k", _positive_int, 9, "APGD-T target classes"),
+            ("--restarts", _positive_int, 1, "runs of APGD-CE/DLR"),
+            ("--queries", int, 300, "forward passes per image of each gradient-free member, Square and the "
+                                    "flow search; 0: none")):
+        strong.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    strong.add_argument("--base-suite", choices=("paper", "quick"), default="paper",
+                        help="the paper's columns it starts from (quick: without PGD100)")
+    strong.add_argument("--no-diagnostics", action="store_true",
+                        help="skip the gradient-masking diagnostics' extra attacks")
+    strong.add_argument("--state", help="a state file written after every batch; a killed run started again "
+                                        "with the same arguments continues where it stopped (default: "
+                                        "OUT.state.json with --out)")
+    strong.add_argument("--save-adversarial", metavar="PATH",
+                        help="each image's first adversarial example found (x_adv, delta, flow, which "
+                             "attack) in one .pt file")
+    strong.add_argument("--reference", help="a naturally trained model (a --model SPEC in [0, 1] or a "
+                                            "checkpoint); the huge-budget check then fires only above its "
+                                            "level")
     e.add_argument("--source", help="black-box transfer (Table 5): attacks computed on this checkpoint")
-    e.add_argument("--reference", help="--suite strong: a naturally trained model (a --model SPEC in [0, 1] "
-                   "or a checkpoint); the huge-budget check then fires only above its level")
     e.add_argument("--eps-x", type=_budget(255, "0-255 intensity levels"), default=8.0)
     e.add_argument("--eps-w", type=_budget(32, "pixels"), help="default: 1%% of the image side")
     e.add_argument("--steps", type=_positive_int, default=20)

@@ -308,11 +308,12 @@ def prepare(name: str = "fashion-mnist", root: str | Path | None = None,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jointlab.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare", help="make a dataset available offline under the data root")
-    p.add_argument("name", nargs="?", default="fashion-mnist", choices=sorted(DATASETS))
-    p.add_argument("--root", default=None, help="data folder (default: the repository's data/)")
-    p.add_argument("--download", action="store_true", help="download missing files (online)")
+    parser.add_argument("command", choices=["prepare"],
+                        help="prepare: make a dataset available offline under the data root")
+    parser.add_argument("name", nargs="?", default="fashion-mnist", choices=sorted(DATASETS), metavar="NAME",
+                        help=f"one of {', '.join(sorted(DATASETS))} (default fashion-mnist)")
+    parser.add_argument("--root", default=None, help="data folder (default: the repository's data/)")
+    parser.add_argument("--download", action="store_true", help="download missing files (online)")
     args = parser.parse_args(argv)
     try:
         prepare(args.name, args.root, args.download)
