@@ -38,14 +38,18 @@ def _selected(only: list[str] | None) -> list[Path]:
     return notebooks
 
 
-def _parameters(profile: str, out: Path, parameters: dict | None, cache: str | Path | None) -> dict:
+def _parameters(nb: Path, profile: str, out: Path, parameters: dict | None, cache: str | Path | None) -> dict:
+    """The runner's own settings, those of them `nb` declares (papermill warns of any other), then the
+    user's `parameters` as given (so that papermill still warns of a mistyped name)."""
+    import papermill as pm
+
     # solutions=True: the exercise cells run the library's reference, so CI checks the checkers;
     # progress=False: no frozen progress bars or epoch logs in the executed notebooks
-    params = {"profile": profile, "out_dir": str(out.resolve()), "solutions": True,
-              "progress": False} | (parameters or {})
+    own = {"profile": profile, "out_dir": str(out.resolve()), "solutions": True, "progress": False}
     if cache:
-        params["cache_dir"] = str(Path(cache).resolve())
-    return params
+        own["cache_dir"] = str(Path(cache).resolve())
+    declared = pm.inspect_notebook(str(nb))
+    return {k: v for k, v in own.items() if k in declared} | (parameters or {})
 
 
 def run(only: list[str] | None = None, profile: str = "quick", out: str | Path | None = None,
@@ -56,11 +60,11 @@ def run(only: list[str] | None = None, profile: str = "quick", out: str | Path |
     out = Path(out) if out else runs_dir() / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     notebooks = _selected(only)
-    params = _parameters(profile, out, parameters, cache)
     timings = []
     for nb in notebooks:
         print(f"running {nb.name} ...", flush=True)
         start = time.perf_counter()
+        params = _parameters(nb, profile, out, parameters, cache)
         pm.execute_notebook(str(nb), str(out / nb.name), parameters=params, cwd=str(nb.parent),
                             kernel_name="python3", progress_bar=False)
         timings.append({"notebook": nb.name, "seconds": round(time.perf_counter() - start, 1)})
@@ -89,7 +93,7 @@ def prepare(folder: str | Path, only: list[str] | None = None, profile: str = "q
     written = []
     for nb in _selected(only):
         extra = next((v for k, v in (per_notebook or {}).items() if nb.name.startswith(k)), {})
-        params = _parameters(profile, out, parameters, cache) | extra
+        params = _parameters(nb, profile, out, parameters, cache) | extra
         book = parameterize_notebook(load_notebook_node(str(nb)), params, kernel_name="python3")
         for i, cell in enumerate(book.cells):
             cell.setdefault("id", f"injected-{i}")  # papermill's parameters cell comes without one
