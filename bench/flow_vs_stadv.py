@@ -4,7 +4,9 @@ against flow budget on the same model and images, with times.
 stAdv is unbudgeted (L-BFGS on the margin loss plus a flow-smoothness penalty); its successful flows
 have some length ‖ω‖₂,∞. Ours is budgeted: APGD-DLR in the ℓ2,∞ ball of radius ε_ω (with the first
 flow step as APGD's 2ε, and capped at 1 px, `max_step_w`). Goal (issue 17): ≥ 90 % success at stAdv's
-median flow length within ¼ of stAdv's time.
+median flow length within ¼ of stAdv's time. The last column is the strong suite's whole flow threat
+(`strong_evaluate(threats=("spatial",))` with its default members: the paper's Alg. 1, APGD-CE and
+APGD-DLR 100, APGD-T on 9 targets, the gradient-free flow search), the per-image worst case.
 
     pip install --no-deps advertorch==0.2.3    # it needs scipy (in the dev extra)
     python bench/flow_vs_stadv.py              # the quick natural lesson model, 64 test images
@@ -20,6 +22,7 @@ import time
 import torch
 
 from jointlab import attacks as A
+from jointlab.evaluation import strong_evaluate
 from jointlab.profiles import get_profile
 
 # the module, not the function torch.autograd.gradcheck that shadows it as an attribute
@@ -38,6 +41,8 @@ def main(argv=None) -> None:
     p.add_argument("--images", type=int, default=64)
     p.add_argument("--budgets", type=float, nargs="+", default=[0.3, 0.5, 1.0, 1.5, 2.0, 3.0])
     p.add_argument("--steps", type=int, nargs="+", default=[20, 100])
+    p.add_argument("--no-ensemble", action="store_true",
+                   help="skip the strong suite's spatial ensemble (its default members, ~10 s per budget)")
     args = p.parse_args(argv)
     from advertorch.attacks import SpatialTransformAttack
 
@@ -79,8 +84,9 @@ def main(argv=None) -> None:
           f"{median:.2f} px, {t_stadv:.1f} s")
     budgets = sorted({*args.budgets, round(median, 2)} if lengths else set(args.budgets))
     print("| ε_ω (px) | " + " | ".join(f"APGD-DLR {s} (cap 1 px) | s" for s in args.steps)
-          + " | " + " | ".join(f"APGD-DLR {s} | s" for s in args.steps) + " |")
-    print("|---" * (1 + 4 * len(args.steps)) + "|")
+          + " | " + " | ".join(f"APGD-DLR {s} | s" for s in args.steps)
+          + ("" if args.no_ensemble else " | spatial ensemble | s") + " |")
+    print("|---" * (1 + 4 * len(args.steps) + 2 * (not args.no_ensemble)) + "|")
     for eps in budgets:
         cells = []
         for cap in (1.0, None):
@@ -93,6 +99,11 @@ def main(argv=None) -> None:
                 with torch.no_grad():
                     rate = 100 * (model(res.x_adv).argmax(1) != y).float().mean().item()
                 cells += [f"{rate:.1f}", f"{seconds:.1f}"]
+        if not args.no_ensemble:  # the strong suite's flow threat: every member, per-image worst case
+            t = time.perf_counter()
+            r = strong_evaluate(model, (x, y), eps_w=eps, threats=("spatial",), suite="quick",
+                                diagnostics=False, progress=False)
+            cells += [f"{100 - r.accuracy['Spatial (worst)']:.1f}", f"{time.perf_counter() - t:.1f}"]
         print(f"| {eps:g} | " + " | ".join(cells) + " |")
 
 
