@@ -53,9 +53,10 @@ def quick_runs(tmp_path_factory):
 # At start-up the sequence is copied into tests/notebooks/ with the test parameters injected (papermill's
 # parameterization, nothing executed; the folder is generated and git-ignored); nbval then runs each copy
 # cell by cell, so a failure names its notebook and cell. `make demo` runs the quick profile as the
-# lessons read it (64 test images; notebook 06 on all five models, its worst case on 48 images; notebook
-# 07 on the whole ledger); here the same cells run on 32 of those images, notebook 06 on the two models
-# its Table 5 needs (natural, joint) with its worst case on 16, and notebook 07 on one model, to keep
+# lessons read it (64 test images; notebook 06 on all five models, its live worst case on Madry and
+# joint over 48 images; notebook 07 on the whole ledger); here the same cells run on 32 of those images,
+# notebook 06 on the two models its Table 5 needs (natural, joint; so its live worst case on joint
+# alone, over 16), and notebook 07 on one model, to keep
 # `make test` within 15 minutes on 2 cores: every line and every sanity check still executes. Cells
 # tagged `nbval-check-output` must print exactly their metadata's `jointlab.expect` (the exercise
 # checkers' verdicts). The executed copies are written to NOTEBOOK_RUNS for the tests that read outputs.
