@@ -12,7 +12,12 @@ from torchvision.utils import flow_to_image
 
 __all__ = ["to_numpy_image", "show_image", "flow_to_rgb", "flow_wheel", "add_flow_legend", "amplify",
            "prediction_captions", "plot_image_grid", "plot_flow_arrows", "plot_curves", "psnr",
-           "plot_steepest_ascent", "plot_computational_graph"]
+           "plot_steepest_ascent", "plot_computational_graph", "METHOD_COLORS"]
+
+# one colour per training method in every figure of the kit, so "joint" is the same line everywhere
+METHOD_COLORS = {"natural": "C0", "madry": "C1", "bilateral": "C2", "spatial": "C3", "joint": "C4",
+                 "cascade": "C5", "one-pass": "C6", "joint-ps": "C7", "spatial-multi": "C8",
+                 "joint-multi": "C9"}
 
 
 def to_numpy_image(x: Tensor) -> np.ndarray:
@@ -132,14 +137,20 @@ def plot_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xl
                 ylabel: str = "accuracy (%)", title: str | None = None,
                 vlines: Mapping[str, float] | None = None, ax=None, images: int | None = None,
                 bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
-                ylim: tuple[float, float] | None = (0, 100)):
+                ylim: tuple[float, float] | None = (0, 100), dashed: Sequence[str] = ()):
     """Accuracy curves (one line per entry) with a shaded band around each: ± one binomial standard
     error when `images` (the images each point was measured on) is given, or the (low, high) arrays of
-    `bands`; `vlines` adds dashed vertical lines (training budgets)."""
+    `bands`; `vlines` adds dashed vertical lines (training budgets), `dashed` names curves drawn dashed.
+    When every label names a training method ("joint", or "joint (union)"), each line takes that
+    method's colour (METHOD_COLORS)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.6))
+    methods = {label: label.split(" (")[0] for label in curves}
+    fixed = all(m in METHOD_COLORS for m in methods.values())
     for label, ys in curves.items():
-        (line,) = ax.plot(x, ys, marker="o", markersize=3, label=label)
+        (line,) = ax.plot(x, ys, marker="o", markersize=3, label=label,
+                          color=METHOD_COLORS[methods[label]] if fixed else None,
+                          linestyle="--" if label in dashed else "-")
         band = (bands or {}).get(label)
         if band is None and images:
             v = np.asarray(ys, dtype=float)

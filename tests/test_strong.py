@@ -9,7 +9,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jointlab import attacks as A
-from jointlab.evaluation import MASKING_THRESHOLDS, WORST_COLUMNS, diagnose, significant, strong_evaluate
+from jointlab.evaluation import (
+    MASKING_THRESHOLDS,
+    WORST_COLUMNS,
+    diagnose,
+    scaled_budgets,
+    significant,
+    strong_evaluate,
+    union_curve,
+)
 from jointlab.losses import dlr_loss, targeted_dlr_loss
 from jointlab.threats import levels_to_unit
 from jointlab.warp import flow_norm, warp
@@ -186,6 +194,23 @@ def test_union_is_below_every_column(strong_report):
     assert "Union is the worst case of the joint threat" in md
 
 
+def test_union_curve_scales_both_budgets_together(trained_model, fmnist_test_batch):
+    x, y = fmnist_test_batch[0][:16], fmnist_test_batch[1][:16]
+    light = dict(steps=3, apgd_steps=5, top_k=1, queries=0, suite="quick", diagnostics=False, progress=False)
+    curve = union_curve(trained_model, (x, y), [0, 3, 6], eps_x=6, eps_w=0.2, **light)
+    with torch.no_grad():
+        clean = 100 * (trained_model(x).argmax(1) == y).float().mean().item()
+    assert curve["union"][0] == curve["pgd"][0] == pytest.approx(clean)
+    assert all(u <= p for u, p in zip(curve["union"], curve["pgd"], strict=True))
+    # the last scale is the given budgets: the same report as strong_evaluate there, image by image
+    at_budget = strong_evaluate(trained_model, (x, y), eps_x=6, eps_w=0.2, **light)
+    assert curve["union"][2] == at_budget.accuracy["Union"]
+    assert curve["records"][6] == at_budget.records["correct"]["Union"]
+    assert scaled_budgets(8, 0.28, 4) == pytest.approx(dict(eps_x=4.0, eps_w=0.14))
+    with pytest.raises(ValueError, match="eps_x"):
+        scaled_budgets(0, 0.28, 4)
+
+
 class Constant(torch.nn.Module):
     """Predicts class 0 whatever the image: every image survives every attack."""
 
@@ -318,7 +343,8 @@ def test_bad_input_gets_one_clear_error(trained_model, fmnist_test_batch):
 
 # notebook 06's worst-case settings in the quick profile and its image count: the numbers a learner reads
 NOTEBOOK_06 = dict(eps_x=8, eps_w=0.28, steps=10, apgd_steps=10, top_k=2, suite="quick", queries=100)
-NOTEBOOK_06_IMAGES = 48
+NOTEBOOK_06_IMAGES = 32
+AUTOATTACK_IMAGES = 48  # the cross-check below: 2 points are one image here
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +389,7 @@ def test_pixel_worst_case_agrees_with_autoattack(madry_quick):
     # minutes on 2 cores and hardly shrink with fewer images (measured: 116 s on 48, 102 s on 32); the
     # 2-point tolerance on 48 images means at most one image apart
     model, x, y = madry_quick
-    x, y = x[:NOTEBOOK_06_IMAGES], y[:NOTEBOOK_06_IMAGES]
+    x, y = x[:AUTOATTACK_IMAGES], y[:AUTOATTACK_IMAGES]
     torch.manual_seed(0)
     ours = strong_evaluate(model, (x, y), **NOTEBOOK_06, threats=("pixel",), diagnostics=False,
                            progress=False).accuracy

@@ -28,7 +28,16 @@ from .interop import (
     load_model_spec,
     wrap,
 )
-from .metrics import accuracy, batches, num_batches, paired_difference, predict, standard_error
+from .metrics import (
+    accuracy,
+    batches,
+    difference_text,
+    noise_word,
+    num_batches,
+    paired_difference,
+    predict,
+    standard_error,
+)
 from .paper import (
     PAPER_TABLE1,
     PAPER_TABLE3,
@@ -48,15 +57,19 @@ from .strong import (
     WORST_COLUMNS,
     PassCounter,
     ensemble_name,
+    scaled_budgets,
     strong_evaluate,
     strong_members,
+    union_curve,
 )
 
 __all__ = [
-    "predict", "accuracy", "standard_error", "paired_difference", "batches", "num_batches",
+    "predict", "accuracy", "standard_error", "paired_difference", "noise_word", "difference_text", "batches",
+    "num_batches",
     "attack_suite", "evaluate", "evaluate_per_image", "transfer", "sweep", "paper_column", "SUITES",
     "TABLE1_COLUMNS", "PAPER_TABLE1", "PAPER_TABLE3", "PAPER_TABLE4",
-    "strong_evaluate", "strong_members", "ensemble_name", "ENSEMBLE_VERSION", "PassCounter", "WORST_COLUMNS",
+    "strong_evaluate", "strong_members", "union_curve", "scaled_budgets",
+    "ensemble_name", "ENSEMBLE_VERSION", "PassCounter", "WORST_COLUMNS",
     "square", "flow_search", "joint_search", "DEFAULT_QUERIES",
     "diagnose", "significant", "zero_gradients", "MASKING_THRESHOLDS", "HUGE_MAX_STEP_W",
     "Diagnostic", "RobustnessReport", "UNION_NOTE", "markdown_table", "provenance", "write_json",

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from ..models import accuracy, predict
 
-__all__ = ["predict", "accuracy", "standard_error", "paired_difference", "batches", "num_batches"]
+__all__ = ["predict", "accuracy", "standard_error", "paired_difference", "noise_word", "difference_text",
+           "batches", "num_batches"]
 
 
 def standard_error(accuracy: float, n: int) -> float:
@@ -42,6 +43,16 @@ def paired_difference(a, b, reps: int = 2000, level: float = 0.95, seed: int = 0
     tail = (1 - level) / 2
     low, high = torch.quantile(diffs, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
     return {"difference": 100 * float((a - b).mean()), "low": low, "high": high, "images": len(a)}
+
+
+def noise_word(d: dict) -> str:
+    """"within noise" when the interval of a `paired_difference` holds 0, else "beyond noise"."""
+    return "within noise" if d["low"] <= 0 <= d["high"] else "beyond noise"
+
+
+def difference_text(d: dict) -> str:
+    """A `paired_difference` as the lessons read it out: "+4.2 [+1.0, +7.5] points (beyond noise)"."""
+    return f"{d['difference']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] points ({noise_word(d)})"
 
 
 def batches(data, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:

@@ -48,8 +48,8 @@ from .metrics import batches, num_batches, standard_error
 from .paper import attack_suite, paper_column
 from .reports import RobustnessReport, write_json
 
-__all__ = ["PassCounter", "strong_members", "strong_evaluate", "ensemble_name", "WORST_COLUMNS",
-           "ENSEMBLE_VERSION"]
+__all__ = ["PassCounter", "strong_members", "strong_evaluate", "union_curve", "scaled_budgets",
+           "ensemble_name", "WORST_COLUMNS", "ENSEMBLE_VERSION"]
 
 WORST_COLUMNS = {"pixel": "Pixel (worst)", "spatial": "Spatial (worst)", "joint": "Joint (worst)"}
 
@@ -295,6 +295,39 @@ def strong_evaluate(model: nn.Module, data, *, eps_x: float = 8, eps_w: float = 
         Path(save_adversarial).parent.mkdir(parents=True, exist_ok=True)
         torch.save(out, save_adversarial)
     return report
+
+
+def scaled_budgets(eps_x: float, eps_w: float, scale: float) -> dict:
+    """Both budgets scaled together, as on the union curve: ε_x = `scale` levels and ε_ω in proportion,
+    eps_w · scale / eps_x (scale = eps_x gives the budgets (eps_x, eps_w) back)."""
+    if not eps_x > 0:
+        raise ValueError(f"eps_x must be > 0 levels to scale the budgets by; got {eps_x!r}")
+    return dict(eps_x=float(scale), eps_w=eps_w * scale / eps_x)
+
+
+def union_curve(model: nn.Module, data, scales, *, eps_x: float = 8, eps_w: float = 0.3,
+                **settings) -> dict:
+    """Fig. 3 for the worst case: `strong_evaluate`'s Union and its paper-style PGD column at each test
+    budget of `scales` (0–255 levels, both budgets scaled together: `scaled_budgets`; 0 is clean
+    accuracy). `settings` go to strong_evaluate. Returns {"union": [...], "pgd": [...], "records":
+    {scale: per-image Union correctness}} in percent, one entry per scale."""
+    x, y = data
+    steps = settings.get("steps", 20)
+    out = {"union": [], "pgd": [], "records": {}}
+    for s in scales:
+        if s == 0:
+            with torch.no_grad(), eval_mode(model):
+                correct = (model(x).argmax(1) == y).tolist()
+            acc = 100.0 * sum(correct) / len(correct)
+            out["union"].append(acc)
+            out["pgd"].append(acc)
+            out["records"][s] = correct
+            continue
+        r = strong_evaluate(model, (x, y), **(settings | scaled_budgets(eps_x, eps_w, s)))
+        out["union"].append(r.accuracy["Union"])
+        out["pgd"].append(r.accuracy[f"PGD{steps}"])
+        out["records"][s] = r.records["correct"]["Union"]
+    return out
 
 
 def _run_member(model, fn, kw, x, y, idx):
