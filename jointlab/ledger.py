@@ -4,16 +4,18 @@ paper-style ones, and a verdict.
 
     python -m jointlab.ledger results      # `make results`: the reference results (resumable pieces)
     python -m jointlab.ledger table        # the ledger as Markdown (README, notebook 07)
-    python -m jointlab.ledger figures      # models/ledger-scale.png, models/ledger-flow-budget.png
+    python -m jointlab.ledger figures      # models/ledger-{scale,flow-budget,pixel-budget}.png
 
 Reference results (`models/results.json`, computed once, read by the notebooks and the README): on the
 first `IMAGES` test images of the quick profile's test subset, per image and per column, whether each
 shipped model classifies the attacked image correctly: the paper's columns (10-step attacks) and the
-strong suite at `STRONG` settings (cheaper than its defaults; notebook 06 shows on a subset that the
-two agree within the error). Keeping the per-image records lets a difference between two models (or
+strong suite at `STRONG` settings (cheaper than its defaults; `make test-heavy` compares the two on
+200 images, and has not yet run to the end for every model). Keeping the per-image records lets a difference between two models (or
 two columns) carry a paired bootstrap interval. Beside them: the black-box transfer of Table 5, the
-scale experiment (Madry, joint and natural models trained on `SCALE_SIZES` images) and the accuracy
-of four models against the test flow budget (`FLOW_BUDGETS`).
+scale experiment (Madry, joint and natural models trained on `SCALE_SIZES` images), the accuracy of
+the Table 1 models against the test pixel budget (`PIXEL_BUDGETS`, Fig. 3) and of four models against
+the test flow budget (`FLOW_BUDGETS`), and the strong suite's union at the smaller budgets of
+`UNION_SCALES` for the Madry and joint models (notebook 06's union curves).
 
 Verdicts (`VERDICTS`), from the 95 % paired bootstrap interval [lo, hi] of our effect, signed so that
 the paper's claim is a positive effect: *reproduced* when lo > 0; *not reproduced* when hi <
@@ -37,8 +39,10 @@ from .evaluation import (
     PAPER_TABLE3,
     attack_suite,
     evaluate_per_image,
+    noise_word,
     paired_difference,
     provenance,
+    scaled_budgets,
     standard_error,
     strong_evaluate,
     write_json,
@@ -50,6 +54,7 @@ from .zoo import lesson_configs, read_manifest
 __all__ = ["IMAGES", "STRONG", "MODELS", "SCALE_SIZES", "FLOW_BUDGETS", "VERDICTS", "MIN_EFFECT", "CLAIMS",
            "Claim", "results_path", "load_results", "compute", "ledger_rows", "ledger_markdown", "verdict",
            "accuracy_of", "compare", "table_rows", "PAPER_ONLY", "scale_gaps", "flow_curves", "figures",
+           "PIXEL_BUDGETS", "UNION_MODELS", "UNION_SCALES", "pixel_curves", "union_curves", "describes",
            "main"]
 
 IMAGES = 1000
@@ -66,6 +71,9 @@ SCALE_METHODS = ("natural", "madry", "joint")
 SCALE_SIZES = (3000, 6000, 12000)  # training images, 4 epochs each: 4x in images x epochs
 FLOW_MODELS = ("natural", "madry", "spatial", "joint")
 FLOW_BUDGETS = (0.0, 0.14, 0.28, 0.5, 0.75, 1.0)  # test eps_w, pixels (0.28 = 1 % of the 28-pixel side)
+PIXEL_BUDGETS = (0, 2, 4, 8, 12, 16)  # test eps_x, 0-255 levels (Fig. 3; PGD with the paper's step eps_x / 4)
+UNION_MODELS = ("madry", "joint")
+UNION_SCALES = (4,)  # eps_x of extra strong runs, eps_w scaled with it (eps_x = 8 is strong/<model>)
 VERDICTS = ("reproduced", "not reproduced", "inconclusive at this size", "not tested")
 MIN_EFFECT = 2.0  # accuracy points: an effect the ledger can rule out is one below this
 
@@ -80,6 +88,15 @@ def load_results(path: str | Path | None = None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no reference results at {path}: `make results` computes them")
     return json.loads(path.read_text())
+
+
+def describes(results: dict, P) -> bool:
+    """Whether the reference results measure the models and budgets of profile `P` (the quick profile
+    with its defaults), so that a notebook may read them in place of a large live run."""
+    s = results.get("settings", {})
+    ours = dict(dataset=P.dataset, arch=P.arch, epochs=P.epochs, train_images=P.limit, eps_x=P.eps_x,
+                eps_w=P.eps_w, steps=P.attack_steps, test_seed=P.seed + 1)
+    return all(s.get(k) == v for k, v in ours.items())
 
 
 def _bits(mask: torch.Tensor) -> str:
@@ -105,10 +122,11 @@ def _pieces(P, x, y) -> dict[str, Callable[[], dict]]:
     def shipped(name):  # a lesson model of models/ (trained into the cache when missing)
         return load_or_train(configs[name][0], P.cache, device=P.device, progress=False).model
 
-    def strong(name):
+    def strong(name, scale=None):   # scale: the test eps_x, eps_w in proportion (None: the profile's)
         def run():
             torch.manual_seed(0)
-            r = strong_evaluate(shipped(name), (x, y), **eps, **STRONG, progress=False)
+            budgets = eps | scaled_budgets(P.eps_x, P.eps_w, P.eps_x if scale is None else scale)
+            r = strong_evaluate(shipped(name), (x, y), **budgets, **STRONG, progress=False)
             return {"columns": {c: _bits(torch.tensor(v, dtype=torch.bool))
                                 for c, v in r.records["correct"].items()},
                     "fired": [d.name for d in r.fired], "ensemble": r.settings["ensemble"]}
@@ -145,6 +163,19 @@ def _pieces(P, x, y) -> dict[str, Callable[[], dict]]:
             return {"columns": out}
         return run
 
+    def pixel(name):
+        def run():
+            from .attacks import pgd
+
+            model, out = shipped(name), {}
+            for e in PIXEL_BUDGETS:  # PGD with the paper's step ε_x / 4 (ε_x = 0: the clean images)
+                kw = dict(eps_x=e, step_x=e / 4, steps=P.attack_steps)
+                torch.manual_seed(0)
+                attack = {"acc": (pgd, kw) if e else (None, {})}
+                out[f"{e:g}"] = _bits(evaluate_per_image(model, (x, y), attack, progress=False)["acc"])
+            return {"columns": out}
+        return run
+
     def paper(name):  # the paper's CE columns (the margin-loss ones only where the strong suite runs)
         def run():
             ce = columns(*(k for k in suite if not k.endswith("-CW")))
@@ -158,7 +189,9 @@ def _pieces(P, x, y) -> dict[str, Callable[[], dict]]:
     pieces |= {f"transfer/{s}": transfer(s) for s in ("natural", "joint-seed1")}
     pieces |= {f"scale/{m}/{n}": scale(m, n) for m in SCALE_METHODS for n in SCALE_SIZES if n != P.limit}
     pieces |= {f"flow/{m}": flow(m) for m in FLOW_MODELS}
+    pieces |= {f"pixel/{m}": pixel(m) for m in MODELS}
     pieces |= {f"strong/{m}": strong(m) for m in MODELS}
+    pieces |= {f"union/{m}/{s:g}": strong(m, s) for m in UNION_MODELS for s in UNION_SCALES}
     return pieces
 
 
@@ -166,8 +199,9 @@ def _settings(P) -> dict:
     return dict(images=IMAGES, test_seed=P.seed + 1, dataset=P.dataset, arch=P.arch, epochs=P.epochs,
                 train_images=P.limit,
                 eps_x=P.eps_x, eps_w=P.eps_w, steps=P.attack_steps, strong=STRONG, models=list(MODELS),
-                paper_only=list(PAPER_ONLY),
-                scale_sizes=list(SCALE_SIZES), flow_budgets=list(FLOW_BUDGETS))
+                paper_only=list(PAPER_ONLY), scale_sizes=list(SCALE_SIZES), flow_budgets=list(FLOW_BUDGETS),
+                pixel_budgets=list(PIXEL_BUDGETS),
+                union_models=list(UNION_MODELS), union_scales=list(UNION_SCALES))
 
 
 def compute(path: str | Path | None = None, *, only: list[str] | None = None, images: int = IMAGES,
@@ -180,7 +214,8 @@ def compute(path: str | Path | None = None, *, only: list[str] | None = None, im
     settings = _settings(P) | {"images": images}
     results = json.loads(path.read_text()) if path.is_file() else {}
     # the lists of what to compute may grow; what a piece measures (images, budgets, attacks) may not
-    lists = ("models", "paper_only", "scale_sizes", "flow_budgets")
+    lists = ("models", "paper_only", "scale_sizes", "flow_budgets", "pixel_budgets", "union_models",
+             "union_scales")
     old = {k: v for k, v in results.get("settings", {}).items() if k not in lists}
     if old != {k: v for k, v in settings.items() if k not in lists}:
         results = {"settings": settings, "pieces": {}}
@@ -218,7 +253,7 @@ def _records(results: dict, model: str, column: str) -> torch.Tensor:
         if int(size) == results["settings"]["train_images"]:  # the shipped lesson model
             return _records(results, method, column)
         return _column(results, model, column)
-    if model.startswith(("transfer/", "flow/")):  # a piece key already
+    if model.startswith(("transfer/", "flow/", "pixel/", "union/", "strong/")):  # a piece key already
         return _column(results, model, column)
     key = f"strong/{model}" if f"strong/{model}" in results["pieces"] else f"paper/{model}"
     return _column(results, key, column)
@@ -242,7 +277,7 @@ def compare(results: dict, a: tuple[str, str], b: tuple[str, str]) -> dict:
     `compare(r, ("flow/madry", "0.28"), ("flow/spatial", "0.28"))`, with its 95 % bootstrap interval and
     a word: "within noise" when the interval holds 0."""
     d = paired_difference(_records(results, *a), _records(results, *b))
-    return d | {"word": "within noise" if d["low"] <= 0 <= d["high"] else "beyond noise"}
+    return d | {"word": noise_word(d)}
 
 
 def accuracy_of(results: dict, model: str, column: str) -> tuple[float, float]:
@@ -419,9 +454,31 @@ def flow_curves(results: dict) -> dict[str, list[float]]:
             if f"flow/{m}" in results["pieces"]}
 
 
+def pixel_curves(results: dict) -> dict[str, list[float]]:
+    """Accuracy (%) of each Table 1 model at each test pixel budget of `PIXEL_BUDGETS` (PGD, Fig. 3)."""
+    return {m: [accuracy_of(results, f"pixel/{m}", f"{e:g}")[0] for e in PIXEL_BUDGETS] for m in MODELS
+            if f"pixel/{m}" in results["pieces"]}
+
+
+def union_curves(results: dict) -> tuple[list[float], dict[str, list[float]], dict[str, list[float]]]:
+    """The budget scales (ε_x, with ε_ω scaled alike: 0, `UNION_SCALES`, the settings' ε_x) and, per
+    model of `UNION_MODELS`, the strong suite's Union and the paper-style PGD column at each (%)."""
+    scales = [0.0, *UNION_SCALES, float(results["settings"]["eps_x"])]
+    steps = results["settings"]["steps"]
+    union, pgd = {}, {}
+    for m in UNION_MODELS:
+        keys = [f"strong/{m}", *(f"union/{m}/{s:g}" for s in UNION_SCALES), f"strong/{m}"]
+        if not all(k in results["pieces"] for k in keys):
+            continue
+        clean = accuracy_of(results, keys[0], "Pristine")[0]
+        union[m] = [clean] + [accuracy_of(results, k, "Union")[0] for k in keys[1:]]
+        pgd[m] = [clean] + [accuracy_of(results, k, f"PGD{steps}")[0] for k in keys[1:]]
+    return scales, union, pgd
+
+
 def figures(results: dict | None = None, folder: str | Path | None = None) -> dict[str, Path]:
-    """The ledger's two figures as PNG files: the joint − Madry gap against training size (with its
-    paired 95 % interval) and accuracy against the test flow budget (± one standard error)."""
+    """The ledger's figures as PNG files: the joint − Madry gap against training size (with its paired
+    95 % interval) and accuracy against the test flow and pixel budgets (± one standard error)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -454,10 +511,19 @@ def figures(results: dict | None = None, folder: str | Path | None = None) -> di
     curves = flow_curves(results)
     fig = plot_curves(list(FLOW_BUDGETS), curves, images=n, xlabel="test flow budget ε_ω (pixels)",
                       title=f"Alg. 1 (10 steps, step ε_ω / 2) on {n} test images, ± one standard error",
-                      vlines={"ε_ω = 1 % of the side": results["settings"]["eps_w"]})
+                      vlines={"training ε_ω": results["settings"]["eps_w"]})
     out["flow"] = folder / "ledger-flow-budget.png"
     fig.savefig(out["flow"], dpi=110, bbox_inches="tight")
     plt.close(fig)
+    curves = pixel_curves(results)
+    if curves:
+        fig = plot_curves(list(PIXEL_BUDGETS), curves, images=n,
+                          xlabel="test pixel budget ε_x (0–255 levels)",
+                          title=f"Fig. 3: PGD (10 steps, step ε_x / 4) on {n} images, ± one standard error",
+                          vlines={"training ε_x": results["settings"]["eps_x"]})
+        out["pixel"] = folder / "ledger-pixel-budget.png"
+        fig.savefig(out["pixel"], dpi=110, bbox_inches="tight")
+        plt.close(fig)
     return out
 
 

@@ -76,3 +76,33 @@ def test_shipped_results_match_a_fresh_recomputation(quick_runs, results):
             assert torch.equal(now, shipped)
         a, b = 100 * now.float().mean().item(), 100 * shipped.float().mean().item()
         assert abs(a - b) <= 2 * max(standard_error(b, n), 100 / n), (column, a, b)
+
+
+def test_reference_curves_draw_fig_3_and_the_union(results):
+    """Notebook 06 draws its curves from these in the quick profile: PGD at every pixel budget for the
+    five Table 1 models and the strong suite's union at the smaller budgets, on the same images as the
+    rest of the reference results."""
+    pixel = ledger.pixel_curves(results)
+    assert list(pixel) == list(ledger.MODELS)
+    for m, accs in pixel.items():
+        assert len(accs) == len(ledger.PIXEL_BUDGETS)
+        assert accs[0] == ledger.accuracy_of(results, m, "Pristine")[0]  # budget 0: the clean images
+        assert all(b <= a + 2 for a, b in zip(accs, accs[1:], strict=False)), (m, accs)  # no rise
+        at_8 = ledger.PIXEL_BUDGETS.index(8)  # the curve's ε_x = 8 point is Table 1's PGD10 column
+        table = ledger.accuracy_of(results, m, "PGD10")[0]
+        assert abs(accs[at_8] - table) <= 2 * standard_error(table, results["settings"]["images"]), m
+    scales, union, pgd = ledger.union_curves(results)
+    assert scales == [0.0, *ledger.UNION_SCALES, 8.0] and list(union) == list(ledger.UNION_MODELS)
+    for m in union:
+        assert all(u <= p for u, p in zip(union[m], pgd[m], strict=True)), m  # PGD is in the union
+        assert union[m][0] == pgd[m][0] and union[m][-1] <= union[m][1], m
+
+
+def test_reference_results_describe_only_their_own_profile(results):
+    from jointlab.profiles import get_profile
+
+    assert ledger.describes(results, get_profile("quick"))
+    assert ledger.describes(results, get_profile("quick", test_limit=32))  # fewer live images: same models
+    assert not ledger.describes(results, get_profile("quick", arch="wrn-16-2"))
+    assert not ledger.describes(results, get_profile("quick", eps_w=0.5))
+    assert not ledger.describes(results, get_profile("full"))
