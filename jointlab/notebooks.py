@@ -57,6 +57,8 @@ def run(only: list[str] | None = None, profile: str = "quick", out: str | Path |
     """Execute the sequence (or the notebooks whose names start with one of `only`) in order."""
     import papermill as pm
 
+    from .sweep import kernel_config
+
     out = Path(out) if out else runs_dir() / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     notebooks = _selected(only)
@@ -66,7 +68,7 @@ def run(only: list[str] | None = None, profile: str = "quick", out: str | Path |
         start = time.perf_counter()
         params = _parameters(nb, profile, out, parameters, cache)
         pm.execute_notebook(str(nb), str(out / nb.name), parameters=params, cwd=str(nb.parent),
-                            kernel_name="python3", progress_bar=False)
+                            kernel_name="python3", progress_bar=False, config=kernel_config())
         timings.append({"notebook": nb.name, "seconds": round(time.perf_counter() - start, 1)})
         print(f"  done in {timings[-1]['seconds']:.0f} s -> {out / nb.name}", flush=True)
     (out / "timings.json").write_text(json.dumps(timings, indent=2))
