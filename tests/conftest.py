@@ -53,11 +53,14 @@ def quick_runs(tmp_path_factory):
 # At start-up the sequence is copied into tests/notebooks/ with the test parameters injected (papermill's
 # parameterization, nothing executed; the folder is generated and git-ignored); nbval then runs each copy
 # cell by cell, so a failure names its notebook and cell. `make demo` runs the quick profile as the
-# lessons read it (64 test images; notebook 06 on all five models, its live worst case on Madry and
-# joint over 48 images; notebook 07 on the whole ledger); here the same cells run on 32 of those images,
-# notebook 06 on the two models its Table 5 needs (natural, joint; so its live worst case on joint
-# alone, over 16), and notebook 07 on one model, to keep
-# `make test` within 15 minutes on 2 cores: every line and every sanity check still executes. Cells
+# lessons read it (64 test images; notebook 06 on all five models over 32 of them, its live worst case
+# on the joint model, its curves from the reference results; notebook 07's live sweep on the joint model
+# over 32, beside the whole ledger); here the same cells run on 32 images, notebook 06 on the two models
+# its Table 5 needs (natural, joint) with 16 images for the worst case, and notebook 07's sweep on the
+# natural model, to keep
+# `make test` within 15 minutes on 2 cores: every line and every sanity check still executes, except
+# notebook 06's live curves for profiles the shipped reference results do not describe (their
+# functions, `sweep` and `union_curve`, have unit tests). Cells
 # tagged `nbval-check-output` must print exactly their metadata's `jointlab.expect` (the exercise
 # checkers' verdicts). The executed copies are written to NOTEBOOK_RUNS for the tests that read outputs.
 
