@@ -9,13 +9,13 @@ paper-style ones, and a verdict.
 Reference results (`models/results.json`, computed once, read by the notebooks and the README): on the
 first `IMAGES` test images of the quick profile's test subset, per image and per column, whether each
 shipped model classifies the attacked image correctly: the paper's columns (10-step attacks) and the
-strong suite at `STRONG` settings (cheaper than its defaults; `make test-heavy` compares the two on
-200 images, and has not yet run to the end for every model). Keeping the per-image records lets a difference between two models (or
-two columns) carry a paired bootstrap interval. Beside them: the black-box transfer of Table 5, the
-scale experiment (Madry, joint and natural models trained on `SCALE_SIZES` images), the accuracy of
-the Table 1 models against the test pixel budget (`PIXEL_BUDGETS`, Fig. 3) and of four models against
-the test flow budget (`FLOW_BUDGETS`), and the strong suite's union at the smaller budgets of
-`UNION_SCALES` for the Madry and joint models (notebook 06's union curves).
+strong suite at `STRONG` settings (cheaper than its defaults; `make test-heavy` compares the two on 200
+images, and has not yet run to the end for every model). Keeping the per-image records lets a difference
+between two models (or two columns) carry a paired bootstrap interval. Beside them: the black-box
+transfer of Table 5, the scale experiment (Madry, joint and natural models trained on `SCALE_SIZES`
+images), the accuracy of the Table 1 models against the test pixel budget (`PIXEL_BUDGETS`, Fig. 3) and
+of four models against the test flow budget (`FLOW_BUDGETS`), and the strong suite's union at the
+smaller budgets of `UNION_SCALES` for the Madry and joint models (notebook 06's union curves).
 
 Verdicts (`VERDICTS`), from the 95 % paired bootstrap interval [lo, hi] of our effect, signed so that
 the paper's claim is a positive effect: *reproduced* when lo > 0; *not reproduced* when hi <
