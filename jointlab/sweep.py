@@ -212,11 +212,17 @@ def run_job(job: Job, kernel_name: str = "python3") -> dict:
 
 def kernel_config():
     """Papermill's kernels talk over local IPC sockets, not TCP: nothing to eavesdrop on, and no
-    "running over TCP without encryption" warning in every run's log."""
+    "running over TCP without encryption" warning in every run's log. Each kernel gets its own socket
+    prefix in the temporary folder (the default, a relative name in the working directory, collides
+    when parallel jobs share one); the kernel manager removes the socket files on shutdown."""
+    import tempfile
+    import uuid
+
     from traitlets.config import Config
 
     config = Config()
     config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = str(Path(tempfile.gettempdir()) / f"jointlab-kernel-{uuid.uuid4().hex[:12]}")
     return config
 
 
