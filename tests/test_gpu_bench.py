@@ -26,6 +26,7 @@ def rehearsal(tmp_path_factory):
     return _run(tmp_path_factory.mktemp("gpu-bench"))
 
 
+@pytest.mark.slow  # the whole GPU benchmark rehearsed on the CPU, ~60 s
 def test_rehearsal_runs_every_section(rehearsal):
     done, report, out = rehearsal
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
@@ -68,6 +69,7 @@ def test_rehearsal_runs_every_section(rehearsal):
     assert "Failures" not in text and text in done.stdout  # the report is printed as well as written
 
 
+@pytest.mark.slow  # a benchmark subprocess, ~12 s
 def test_a_section_that_raises_is_reported_and_the_rest_still_run(tmp_path):
     done, report, out = _run(tmp_path, "--sections", "bf16_flow,env", "--raise-in", "bf16_flow")
     assert done.returncode == 1
@@ -77,6 +79,7 @@ def test_a_section_that_raises_is_reported_and_the_rest_still_run(tmp_path):
     assert "## Failures" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # a benchmark subprocess, ~11 s
 def test_a_section_past_its_limit_is_stopped_and_reported(tmp_path):
     done, report, _ = _run(tmp_path, "--sections", "env,train", "--limit", "train=1")
     assert done.returncode == 1

@@ -187,7 +187,9 @@ def test_the_quantized_model_has_a_zero_input_gradient(masked):
 SLACK_OVER_TRANSFER = {"pixel": 5, "spatial": 7, "joint": 12}
 
 
-@pytest.mark.parametrize("threat", A.THREATS)
+# the joint member in `make test`, Square and the flow search (~25 s each) in `make test-slow`
+@pytest.mark.parametrize("threat", [pytest.param("pixel", marks=pytest.mark.slow),
+                                    pytest.param("spatial", marks=pytest.mark.slow), "joint"])
 def test_a_member_breaks_the_masked_model_down_to_a_transfer_attack(masked, threat):
     bare, quantized, x, y = masked
     torch.manual_seed(0)

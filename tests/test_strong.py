@@ -362,7 +362,13 @@ def madry_quick(quick_profile):
     return quick_profile.model("madry", progress=False), *quick_profile.test_batch()
 
 
-@pytest.mark.parametrize("method", ["natural", "madry", "bilateral", "spatial", "joint"])
+# natural and joint (the two ends: no defence, the paper's) in `make test`, the others in `make test-slow`
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("method", ["natural", pytest.param("madry", marks=SLOW),
+                                    pytest.param("bilateral", marks=SLOW),
+                                    pytest.param("spatial", marks=SLOW), "joint"])
 def test_masking_diagnostics_stay_silent_on_every_lesson_model(quick_profile, method):
     """The report a learner reads in notebook 06 must not cry wolf: no check fires on the shipped lesson
     models, the huge-budget check on the flow threats included (it fired on three of them when APGD's

@@ -74,8 +74,9 @@ def _eval(cwd, model):
         [sys.executable, "-m", "jointlab", "eval", "--model", model, "--suite", "strong", "--base-suite",
          "quick", "--limit", "18", "--batch-size", "6", "--steps", "2", "--apgd-steps", "3", "--top-k", "2",
          "--queries", "20", "--no-progress", "--out", "res.json"], cwd=cwd, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)},
-        start_new_session=True)
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        # one thread each: two of these run side by side, and oversubscribed cores make the run 3x slower
+        env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"})
 
 
 def test_a_killed_eval_continues_and_ends_with_the_same_json(tmp_path):

@@ -71,6 +71,7 @@ def test_grid_and_bad_input(tmp_path):
     assert len({j.key for j in jobs}) == 3 and all(Path(j.dir).parent == tmp_path for j in jobs)
 
 
+@pytest.mark.slow  # the shared sweep fixture: five notebook jobs through the CLI, ~70 s
 def test_a_failing_job_is_reported_and_the_others_finish(local):
     local = local.result
     states = {j["label"]: j["state"] for j in local.jobs}
@@ -91,6 +92,7 @@ def test_a_failing_job_is_reported_and_the_others_finish(local):
         assert (d / "result.json").is_file() == (job["state"] == "done")
 
 
+@pytest.mark.slow  # on the slow sweep fixture
 def test_rerun_skips_finished_jobs_and_retries_failed_ones_only_when_asked(local, quick_runs):
     out, local = local.result.out, local.result
     jobs = expand_grid(GRID) + [FAILING]  # the same jobs as the YAML file, in another order
@@ -101,6 +103,7 @@ def test_rerun_skips_finished_jobs_and_retries_failed_ones_only_when_asked(local
     assert retried.ran == [bad["key"]] and bad["attempts"] == 2
 
 
+@pytest.mark.slow  # a local Ray cluster, ~50 s
 def test_ray_gives_the_same_table(local, quick_runs, tmp_path):
     pytest.importorskip("ray", reason="jointlab[cluster] (in dev) installs Ray")
     res = sweep(expand_grid(GRID), common(quick_runs), out=tmp_path / "ray", executor="ray", num_cpus=2,
@@ -108,6 +111,7 @@ def test_ray_gives_the_same_table(local, quick_runs, tmp_path):
     assert not res.failed and res.table == local.result.table
 
 
+@pytest.mark.slow  # on the slow sweep fixture
 def test_killing_the_driver_loses_nothing(local):
     assert 1 <= len(local.finished) < 4, "the driver must be killed mid-sweep"
     res = local.result

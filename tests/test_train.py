@@ -238,6 +238,7 @@ def _weights(path):
     return load_checkpoint(path)["model"]
 
 
+@pytest.mark.slow  # three training runs in subprocesses, ~50 s
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     # the uninterrupted run and the one to kill side by side (one thread each, two cores)
     full = _cli(*TRAIN_ARGS, "--out", str(tmp_path / "full"))
@@ -275,6 +276,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert not load_model(killed / "last.pt").training
 
 
+@pytest.mark.slow  # two DDP processes, ~13 s
 def test_ddp_with_gloo_on_two_processes(tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
