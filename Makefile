@@ -16,7 +16,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
-	@echo "make test   lint (ruff) + unit, notebook (nbval, cell by cell) and browser tests (pytest), ~13 min on 2 CPU cores"
+	@echo "make test   lint (ruff) + unit, notebook (nbval, cell by cell) and browser tests (pytest), ~14 min on 2 CPU cores"
 	@echo "make test-slow  the AutoAttack cross-check and the kill/resume, sweep and GPU-rehearsal tests (~9 min); CI runs it after make test"
 	@echo "make test-heavy the strong suite's default settings on 200 images per lesson model (> 2 h; not in CI)"
 	@echo "make models retrain and re-measure the shipped lesson models in models/ (~30 min on 2 CPU cores)"
