@@ -20,7 +20,7 @@ help:
 	@echo "make test-slow  the AutoAttack cross-check and the kill/resume, sweep and GPU-rehearsal tests (~9 min); CI runs it after make test"
 	@echo "make test-heavy the strong suite's default settings on 200 images per lesson model (> 2 h; not in CI)"
 	@echo "make models retrain and re-measure the shipped lesson models in models/ (~30 min on 2 CPU cores)"
-	@echo "make results  the claims ledger's reference results, models/results.json (~1 h on 2 CPU cores, resumable)"
+	@echo "make results  the claims ledger's reference results, models/results.json (~2 h on 2 CPU cores, resumable)"
 	@echo "make book   the static site of the notebooks make demo executed: $(BOOK)/html/index.html"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make explore  serve the attack explorer app with Voila on http://localhost:$(PORT)/"
