@@ -316,8 +316,7 @@ def union_curve(model: nn.Module, data, scales, *, eps_x: float = 8, eps_w: floa
     out = {"union": [], "pgd": [], "records": {}}
     for s in scales:
         if s == 0:
-            with torch.no_grad(), eval_mode(model):
-                correct = (model(x).argmax(1) == y).tolist()
+            correct = _correct(model, x, y).tolist()
             acc = 100.0 * sum(correct) / len(correct)
             out["union"].append(acc)
             out["pgd"].append(acc)
