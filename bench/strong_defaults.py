@@ -1,0 +1,70 @@
+"""The strong suite's default settings beside notebook 06's cheap ones, per lesson model, as one Markdown
+table: reads the reports `make test-heavy` writes to runs/test-heavy/<method>.json (which checks fired,
+the worst-case columns of both settings with their standard errors, and the minutes each took).
+
+    python bench/strong_defaults.py [--folder runs/test-heavy] [--out bench/results/strong-defaults/README.md]
+
+With --out, the reports are also copied beside the table (<out folder>/<method>.json: runs/ is not
+committed), and those already there for models the folder lacks stay in the table, so that models run
+in different sessions add up to one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+COLUMNS = ("Pixel (worst)", "Spatial (worst)", "Joint (worst)", "Union")
+ORDER = ("natural", "madry", "bilateral", "spatial", "joint")
+
+
+def read(folder: Path) -> dict:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def table(reports: dict, folder: Path) -> str:
+    if not reports:
+        raise SystemExit(f"no reports in {folder}: run `make test-heavy` "
+                         "(or pytest -m heavy -k METHOD) first")
+    names = sorted(reports, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    lines = ["| model | images | column | default | notebook 06 | default − nb06 | 2 s.e. |",
+             "|---|---|---|---|---|---|---|"]
+    notes = []
+    for m in names:
+        d, c = reports[m]["default"], reports[m]["notebook_06"]
+        for col in COLUMNS:
+            a, b = d["accuracy"][col], c["accuracy"][col]
+            se_a, se_b = d["stderr"][col], c["stderr"][col]
+            lines.append(f"| {m} | {d['images']} | {col} | {a:.1f} ± {se_a:.1f} | {b:.1f} ± {se_b:.1f} "
+                         f"| {a - b:+.1f} | {2 * max(se_a, se_b, 1.0):.1f} |")
+        fired = [x["name"] for x in d["diagnostics"] if x["fired"]]
+        seconds = reports[m].get("seconds")
+        took = (f"; {seconds['default'] / 60:.1f} min with the defaults, "
+                f"{seconds['notebook_06'] / 60:.1f} min with notebook 06's settings" if seconds else "")
+        notes.append(f"- {m}: {d['settings']['ensemble']}; fired: {', '.join(fired) or 'none'}; "
+                     f"{d['passes_per_image']['Union']:.0f} passes per image (Union){took}")
+    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=Path("runs/test-heavy"))
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    reports = read(args.folder)
+    if args.out:
+        keep = args.out.parent
+        keep.mkdir(parents=True, exist_ok=True)
+        reports = {**read(keep), **reports}
+        for method, report in reports.items():
+            (keep / f"{method}.json").write_text(json.dumps(report, indent=1))
+    text = table(reports, args.folder)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
