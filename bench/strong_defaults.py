@@ -28,7 +28,12 @@ def table(reports: dict, folder: Path) -> str:
         raise SystemExit(f"no reports in {folder}: run `make test-heavy` "
                          "(or pytest -m heavy -k METHOD) first")
     names = sorted(reports, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
-    lines = ["| model | images | column | default | notebook 06 | default − nb06 | 2 s.e. |",
+    lines = ["# The strong suite's default settings beside notebook 06's, per lesson model", "",
+             "Written by `python bench/strong_defaults.py` from the reports of `make test-heavy`. "
+             "Accuracies in % ± binomial standard error on the same test images; the test passes when no "
+             "diagnostic fires with the defaults and every column differs by at most the last one "
+             "(2 s.e., at least 2 points).", "",
+             "| model | images | column | default | notebook 06 | default − nb06 | 2 s.e. |",
              "|---|---|---|---|---|---|---|"]
     notes = []
     for m in names:
