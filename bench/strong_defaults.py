@@ -23,10 +23,7 @@ def read(folder: Path) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
 
-def table(reports: dict, folder: Path) -> str:
-    if not reports:
-        raise SystemExit(f"no reports in {folder}: run `make test-heavy` "
-                         "(or pytest -m heavy -k METHOD) first")
+def table(reports: dict) -> str:
     names = sorted(reports, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
     lines = ["# The strong suite's default settings beside notebook 06's, per lesson model", "",
              "Written by `python bench/strong_defaults.py` from the reports of `make test-heavy`. "
@@ -62,9 +59,12 @@ def main(argv=None) -> str:
         keep = args.out.parent
         keep.mkdir(parents=True, exist_ok=True)
         reports = {**read(keep), **reports}
+    if not reports:
+        raise SystemExit(f"no reports in {args.folder}: run `make test-heavy` (pytest -m heavy -k METHOD)")
+    if args.out:
         for method, report in reports.items():
             (keep / f"{method}.json").write_text(json.dumps(report, indent=1))
-    text = table(reports, args.folder)
+    text = table(reports)
     print(text)
     if args.out:
         args.out.write_text(text)
