@@ -451,15 +451,28 @@ def default_reports(quick_profile):
     return report
 
 
-@pytest.mark.heavy  # ~25 min per model on 2 cores: `make test-heavy`, not in CI (see the README)
+# The checks measured to fire with the defaults, and rightly so. The spatial lesson model is trained with
+# one-step targeted flow attacks on smoothed labels (smoothing "simple"), the signature the CE-versus-
+# margin check looks for: measured on 200 images, its CE joint column stayed put from 10 to 20 steps
+# (46.0 % both) while the margin loss kept falling (42.0 → 38.5 %), and on the ledger's 1,000 images its
+# paper-style joint number is 6.8 [5.2, 8.4] points above its worst case, the most of the five models.
+# The worst-case columns also run margin losses (CW, APGD-DLR, APGD-T), so it warns about the paper's CE
+# columns, not about the worst case.
+FIRE_AT_DEFAULTS = {"spatial": {"cross-entropy and margin losses disagree"}}
+
+
+@pytest.mark.heavy  # 12-32 min per model on 2 cores: `make test-heavy`, not in CI (see the README)
 @pytest.mark.parametrize("method", ["natural", "madry", "bilateral", "spatial", "joint"])
 def test_masking_diagnostics_stay_silent_with_the_default_settings(default_reports, method):
-    """No check fires on a shipped lesson model with the suite's defaults either (the huge-budget check
-    on the flow threats included), and the cheap settings of notebook 06 and the ledger give the same
-    worst cases within two standard errors: cheaper settings are a choice of cost, not of verdict."""
+    """No masking check fires on a shipped lesson model with the suite's defaults either (the huge-budget
+    check on the flow threats included), except the CE-versus-margin check on the label-smoothed spatial
+    model (FIRE_AT_DEFAULTS: the "not converged" check, silent there too, says the margin-loss members
+    of its worst case are done); and the cheap settings of notebook 06 and the ledger give the same worst
+    cases within two standard errors: cheaper settings are a choice of cost, not of verdict."""
     default, cheap = default_reports(method)
     assert default.settings["ensemble"].endswith("(standard)")
-    assert not default.fired, [str(d) for d in default.diagnostics]
+    fired = {d.name for d in default.fired}
+    assert fired <= FIRE_AT_DEFAULTS.get(method, set()), [str(d) for d in default.diagnostics]
     for column in ("Pixel (worst)", "Spatial (worst)", "Joint (worst)", "Union"):
         a, b = default.accuracy[column], cheap.accuracy[column]
         assert abs(a - b) <= 2 * max(default.stderr[column], cheap.stderr[column], 1.0), (column, a, b)
