@@ -28,8 +28,9 @@ def table(reports: dict) -> str:
     lines = ["# The strong suite's default settings beside notebook 06's, per lesson model", "",
              "Written by `python bench/strong_defaults.py` from the reports of `make test-heavy`. "
              "Accuracies in % ± binomial standard error on the same test images; the test passes when no "
-             "diagnostic fires with the defaults and every column differs by at most the last one "
-             "(2 s.e., at least 2 points).", "",
+             "diagnostic fires with the defaults but those `FIRE_AT_DEFAULTS` in tests/test_strong.py names "
+             "(and explains), and every column differs by at most the last one (2 s.e., at least 2 points).",
+             "",
              "| model | images | column | default | notebook 06 | default − nb06 | 2 s.e. |",
              "|---|---|---|---|---|---|---|"]
     notes = []
@@ -40,7 +41,7 @@ def table(reports: dict) -> str:
             se_a, se_b = d["stderr"][col], c["stderr"][col]
             lines.append(f"| {m} | {d['images']} | {col} | {a:.1f} ± {se_a:.1f} | {b:.1f} ± {se_b:.1f} "
                          f"| {a - b:+.1f} | {2 * max(se_a, se_b, 1.0):.1f} |")
-        fired = [x["name"] for x in d["diagnostics"] if x["fired"]]
+        fired = [f"{x['name']} ({x['detail']})" for x in d["diagnostics"] if x["fired"]]
         seconds = reports[m].get("seconds")
         took = (f"; {seconds['default'] / 60:.1f} min with the defaults, "
                 f"{seconds['notebook_06'] / 60:.1f} min with notebook 06's settings" if seconds else "")
