@@ -18,7 +18,7 @@ help:
 	@echo "make demo   execute the notebook sequence (quick profile) into $(OUT): notebooks, figures, tables"
 	@echo "make test   lint (ruff) + unit, notebook (nbval, cell by cell) and browser tests (pytest), ~14 min on 2 CPU cores"
 	@echo "make test-slow  the AutoAttack cross-check and the kill/resume, sweep and GPU-rehearsal tests (~9 min); CI runs it after make test"
-	@echo "make test-heavy the strong suite's default settings on 200 images per lesson model (> 2 h; not in CI)"
+	@echo "make test-heavy the strong suite's default settings on 200 images per lesson model (~65 min; not in CI)"
 	@echo "make models retrain and re-measure the shipped lesson models in models/ (~30 min on 2 CPU cores)"
 	@echo "make results  the claims ledger's reference results, models/results.json (~2 h on 2 CPU cores, resumable)"
 	@echo "make book   the static site of the notebooks make demo executed: $(BOOK)/html/index.html"
@@ -52,8 +52,8 @@ test: lint data
 test-slow: data
 	$(BIN)/python -m pytest -m slow
 
-# the strong suite with its default settings on 200 images of every Table 1 lesson model (~25 min each,
-# over 2 h in all; one at a time: .venv/bin/python -m pytest -m heavy -k madry; reports in runs/test-heavy/)
+# the strong suite with its default settings on 200 images of every Table 1 lesson model (9-15 min each,
+# ~65 min in all, measured; one at a time: .venv/bin/python -m pytest -m heavy -k madry; reports in runs/test-heavy/)
 test-heavy: data
 	$(BIN)/python -m pytest -m heavy
 

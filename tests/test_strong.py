@@ -461,7 +461,7 @@ def default_reports(quick_profile):
 FIRE_AT_DEFAULTS = {"spatial": {"cross-entropy and margin losses disagree"}}
 
 
-@pytest.mark.heavy  # 12-32 min per model on 2 cores: `make test-heavy`, not in CI (see the README)
+@pytest.mark.heavy  # 9-15 min per model on 2 cores: `make test-heavy`, not in CI (see the README)
 @pytest.mark.parametrize("method", ["natural", "madry", "bilateral", "spatial", "joint"])
 def test_masking_diagnostics_stay_silent_with_the_default_settings(default_reports, method):
     """No masking check fires on a shipped lesson model with the suite's defaults either (the huge-budget
