@@ -15,8 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-COLUMNS = ("Pixel (worst)", "Spatial (worst)", "Joint (worst)", "Union")
-ORDER = ("natural", "madry", "bilateral", "spatial", "joint")
+from jointlab.evaluation import WORST_COLUMNS
+from jointlab.ledger import MODELS
+
+COLUMNS = (*WORST_COLUMNS.values(), "Union")
 
 
 def read(folder: Path) -> dict:
@@ -24,7 +26,7 @@ def read(folder: Path) -> dict:
 
 
 def table(reports: dict) -> str:
-    names = sorted(reports, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    names = sorted(reports, key=lambda m: (MODELS.index(m) if m in MODELS else len(MODELS), m))
     lines = ["# The strong suite's default settings beside notebook 06's, per lesson model", "",
              "Written by `python bench/strong_defaults.py` from the reports of `make test-heavy`. "
              "Accuracies in % ± binomial standard error on the same test images; the test passes when no "
@@ -56,18 +58,16 @@ def main(argv=None) -> str:
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     reports = read(args.folder)
-    if args.out:
-        keep = args.out.parent
-        keep.mkdir(parents=True, exist_ok=True)
-        reports = {**read(keep), **reports}
+    if args.out:  # keep the reports beside the table, adding to those an earlier session kept there
+        reports = {**read(args.out.parent), **reports}
     if not reports:
         raise SystemExit(f"no reports in {args.folder}: run `make test-heavy` (pytest -m heavy -k METHOD)")
-    if args.out:
-        for method, report in reports.items():
-            (keep / f"{method}.json").write_text(json.dumps(report, indent=1))
     text = table(reports)
     print(text)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        for method, report in reports.items():
+            (args.out.parent / f"{method}.json").write_text(json.dumps(report, indent=1))
         args.out.write_text(text)
     return text
 

@@ -473,6 +473,6 @@ def test_masking_diagnostics_stay_silent_with_the_default_settings(default_repor
     assert default.settings["ensemble"].endswith("(standard)")
     fired = {d.name for d in default.fired}
     assert fired <= FIRE_AT_DEFAULTS.get(method, set()), [str(d) for d in default.diagnostics]
-    for column in ("Pixel (worst)", "Spatial (worst)", "Joint (worst)", "Union"):
+    for column in (*WORST_COLUMNS.values(), "Union"):
         a, b = default.accuracy[column], cheap.accuracy[column]
         assert abs(a - b) <= 2 * max(default.stderr[column], cheap.stderr[column], 1.0), (column, a, b)
